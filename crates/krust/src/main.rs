@@ -1,0 +1,57 @@
+//! The `krust` binary: parses flags and wires the components together. Nothing else lives here.
+
+mod logging;
+mod server;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "krust", version, about = "Kubernetes, written in Rust")]
+struct Cli {
+    /// Log verbosity: error, warn, info, debug, trace (or a tracing filter such as `krust_apiserver=debug`).
+    #[arg(long, global = true, default_value = "info", env = "KRUST_LOG")]
+    log_level: String,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = logging::Format::Text)]
+    log_format: logging::Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the control plane.
+    Server(server::ServerArgs),
+    /// Print the krust and Kubernetes versions.
+    Version {
+        /// `json` prints the same object the API server serves at /version.
+        #[arg(long, short = 'o')]
+        output: Option<VersionOutput>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum VersionOutput {
+    Json,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    logging::init(&cli.log_level, cli.log_format)?;
+    match cli.command {
+        Command::Version { output: None } => {
+            let info = krust_apiserver::VersionInfo::current();
+            println!("krust {} (Kubernetes {})", env!("CARGO_PKG_VERSION"), info.git_version);
+            Ok(())
+        }
+        Command::Version { output: Some(VersionOutput::Json) } => {
+            println!("{}", serde_json::to_string_pretty(&krust_apiserver::VersionInfo::current())?);
+            Ok(())
+        }
+        Command::Server(args) => runtime()?.block_on(server::run(args)),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}

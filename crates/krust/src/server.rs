@@ -1,0 +1,70 @@
+//! `krust server`: the control plane.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// Where the cluster keeps its state, certificates and admin.kubeconfig.
+    #[arg(long, default_value = "/var/lib/krust")]
+    data_dir: PathBuf,
+    /// Address the API server listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// HTTPS port of the API server; 0 picks a free one (the kubeconfig names it).
+    #[arg(long, default_value_t = 6443)]
+    secure_port: u16,
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create --data-dir {}", args.data_dir.display()))?;
+    let data_dir = std::fs::canonicalize(&args.data_dir)
+        .with_context(|| format!("cannot resolve --data-dir {}", args.data_dir.display()))?;
+
+    let shutdown = CancellationToken::new();
+    let apiserver = krust_apiserver::ApiServer::bind(krust_apiserver::Config {
+        data_dir: data_dir.clone(),
+        bind_address: args.bind_address,
+        secure_port: args.secure_port,
+    })
+    .await?;
+    println!("KUBECONFIG={} kubectl get nodes", apiserver.kubeconfig_path().display());
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(apiserver.serve(shutdown.clone()));
+
+    let signal = shutdown_signal();
+    tokio::select! {
+        reason = signal => info!("{reason}: shutting down"),
+        Some(done) = tasks.join_next() => {
+            // A component that stops on its own takes the process down with its error.
+            shutdown.cancel();
+            done.context("a component panicked")??;
+            anyhow::bail!("a component stopped unexpectedly");
+        }
+    }
+    shutdown.cancel();
+    while let Some(done) = tasks.join_next().await {
+        done.context("a component panicked")??;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        // Without signal handlers the process still stops on the default action.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}

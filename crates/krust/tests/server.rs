@@ -1,0 +1,73 @@
+//! The real `krust server` process: start-up, health, version, authentication and shutdown.
+
+use std::time::Duration;
+
+use krust_testsupport::KrustServer;
+
+fn start() -> KrustServer {
+    KrustServer::start(env!("CARGO_BIN_EXE_krust"), &[]).expect("server starts")
+}
+
+#[test]
+fn ready_and_serves_version() {
+    let server = start();
+    let ready = server.get_anonymous("/readyz").expect("readyz");
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ok"));
+    let verbose = server.get_anonymous("/readyz?verbose").expect("readyz verbose");
+    assert!(verbose.body.contains("[+]ping ok"), "{}", verbose.body);
+    assert!(verbose.body.ends_with("readyz check passed\n"), "{}", verbose.body);
+    assert_eq!(server.get_anonymous("/livez").expect("livez").status, 200);
+    assert_eq!(server.get_anonymous("/healthz").expect("healthz").status, 200);
+
+    for path in ["/version", "/version/"] {
+        let version = server.get_anonymous(path).expect("version").json().expect("json");
+        assert_eq!(version["major"], "1");
+        assert_eq!(version["minor"], "35");
+        let git = version["gitVersion"].as_str().expect("gitVersion");
+        assert!(git.starts_with("v1.35.") && git.contains("krust"), "{git}");
+    }
+}
+
+#[test]
+fn refuses_anonymous_requests_with_a_status() {
+    let server = start();
+    let resp = server.get_anonymous("/api/v1/namespaces").expect("request");
+    assert_eq!(resp.status, 401);
+    let status = resp.json().expect("json");
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["reason"], "Unauthorized");
+    assert_eq!(status["code"], 401);
+}
+
+#[test]
+fn unknown_paths_get_a_not_found_status_with_details() {
+    let server = start();
+    let resp = server.get("/apis/no.such.group/v1/things").expect("request");
+    assert_eq!(resp.status, 404);
+    assert_eq!(resp.content_type.as_deref(), Some("application/json"));
+    let status = resp.json().expect("json");
+    assert_eq!(status["reason"], "NotFound");
+    assert_eq!(status["message"], "the server could not find the requested resource");
+    assert!(status["details"].is_object(), "details must always be present: {status}");
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let mut server = start();
+    let status = server.terminate(Duration::from_secs(10)).expect("exits");
+    assert!(status.success(), "exit status {status}\n{}", server.log());
+}
+
+#[test]
+fn restart_keeps_the_cluster_ca() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let ca = || std::fs::read_to_string(data.path().join("pki/ca.crt")).expect("ca.crt");
+    let first =
+        KrustServer::start_in(env!("CARGO_BIN_EXE_krust"), data.path(), &[]).expect("first");
+    let before = ca();
+    drop(first);
+    let second =
+        KrustServer::start_in(env!("CARGO_BIN_EXE_krust"), data.path(), &[]).expect("second");
+    assert_eq!(before, ca());
+    assert_eq!(second.get("/readyz").expect("readyz").status, 200);
+}
