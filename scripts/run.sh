@@ -10,6 +10,6 @@ cd "$KRUST_REPO_ROOT"
 
 bash scripts/deps.sh
 log "building the release binary (the first build takes several minutes)"
-cargo build --release -p krust
+cargo build --release --locked -p krust
 target_dir="${CARGO_TARGET_DIR:-$KRUST_REPO_ROOT/target}"
 exec "$target_dir/release/krust" server --data-dir "$KRUST_REPO_ROOT/.krust" "$@"

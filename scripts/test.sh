@@ -20,7 +20,7 @@ log "cargo fmt --check"
 cargo fmt --all --check
 
 log "cargo clippy (warnings denied)"
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "cargo test (unit, integration and end-to-end)"
-KRUST_E2E=1 cargo test --workspace -- --include-ignored
+KRUST_E2E=1 cargo test --workspace --locked -- --include-ignored

@@ -22,6 +22,9 @@ pub enum Error {
     /// The PEM material did not make a usable TLS configuration.
     #[error("TLS configuration: {0}")]
     Tls(#[source] rustls::Error),
+    /// The store failed while the server was preparing its initial state.
+    #[error("store: {0}")]
+    Store(#[source] krust_store::Error),
     /// The secure port could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

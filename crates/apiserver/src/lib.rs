@@ -2,20 +2,26 @@
 //!
 //! [`ApiServer::bind`] prepares the cluster PKI and the admin kubeconfig under the data dir and
 //! binds the listener; [`ApiServer::serve`] answers requests until its shutdown token fires.
-//! Today it serves the unauthenticated health and version endpoints and authenticates every
-//! other request by client certificate; the resource machinery arrives with the catalog.
+//! Health and version are public; every other request is authenticated by client certificate
+//! and served by one generic REST machine driven by the resource catalog (`krust-api`) over
+//! the store (`krust-store`).
 //!
 //! It never reaches into other components: schedulers, controllers and kubelets are its
 //! clients, over HTTP, like everyone else.
 
+mod discovery;
 mod error;
 mod health;
 pub mod pki;
+mod request;
+mod rest;
 mod server;
 mod status;
+mod table;
 mod version;
 
 pub use error::{Error, Result};
+pub use rest::ApiState;
 pub use server::{ApiServer, Config};
 pub use status::Status;
 pub use version::{KUBERNETES_MINOR, VersionInfo};

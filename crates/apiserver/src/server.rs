@@ -10,9 +10,11 @@ use axum::Router;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use krust_api::catalog::Catalog;
+use krust_store::Store;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
@@ -25,6 +27,7 @@ use tracing::{debug, info, warn};
 
 use crate::health::{self, Health};
 use crate::pki::{self, Pki};
+use crate::rest::{self, ApiState};
 use crate::status::Status;
 use crate::version::VersionInfo;
 use crate::{Error, Result};
@@ -39,6 +42,8 @@ pub struct Config {
     pub bind_address: IpAddr,
     /// 0 picks a free port; the kubeconfig then names the port actually bound.
     pub secure_port: u16,
+    /// Where every object lives.
+    pub store: Arc<dyn Store>,
 }
 
 /// The verified client certificate chain of a connection, if the client presented one.
@@ -99,8 +104,14 @@ impl ApiServer {
             &pki.admin_kubeconfig(&format!("https://{host}:{}", local.port())),
         )?;
 
+        rest::ensure_namespaces(config.store.as_ref()).await.map_err(Error::Store)?;
+        let api = Arc::new(ApiState::new(
+            Catalog::builtin(),
+            config.store.clone(),
+            format!("{host}:{}", local.port()),
+        ));
         let health = Arc::new(Health::default());
-        Ok(Self { listener, acceptor, router: router(health.clone()), health, kubeconfig })
+        Ok(Self { listener, acceptor, router: router(health.clone(), api), health, kubeconfig })
     }
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
@@ -206,7 +217,7 @@ fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig> {
     Ok(config)
 }
 
-fn router(health: Arc<Health>) -> Router {
+fn router(health: Arc<Health>, api: Arc<ApiState>) -> Router {
     let public = Router::new()
         .route("/healthz", get(health::livez))
         .route("/livez", get(health::livez))
@@ -215,6 +226,11 @@ fn router(health: Arc<Health>) -> Router {
         .route("/version/", get(version))
         .with_state(health);
     let authenticated = Router::new()
+        .route("/api", any(rest::handle))
+        .route("/api/{*rest}", any(rest::handle))
+        .route("/apis", any(rest::handle))
+        .route("/apis/{*rest}", any(rest::handle))
+        .with_state(api)
         .fallback(|| async { Status::path_not_found() })
         .layer(middleware::from_fn(require_authenticated));
     public.merge(authenticated)

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +19,34 @@ pub struct ServerArgs {
     /// HTTPS port of the API server; 0 picks a free one (the kubeconfig names it).
     #[arg(long, default_value_t = 6443)]
     secure_port: u16,
+    /// Where cluster state lives: `sqlite` (durable, in <data-dir>/db/state.db) or `memory`
+    /// (lost on exit; for tests).
+    #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
+    store: StoreKind,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum StoreKind {
+    Sqlite,
+    Memory,
+}
+
+fn open_store(
+    kind: StoreKind,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Arc<dyn krust_store::Store>> {
+    let config = match kind {
+        StoreKind::Sqlite => {
+            let dir = data_dir.join("db");
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            krust_store::BackendConfig::Sqlite(krust_store::SqliteConfig::new(dir.join("state.db")))
+        }
+        StoreKind::Memory => {
+            krust_store::BackendConfig::Memory(krust_store::MemoryConfig::default())
+        }
+    };
+    krust_store::open(config).context("cannot open the store")
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -27,10 +56,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot resolve --data-dir {}", args.data_dir.display()))?;
 
     let shutdown = CancellationToken::new();
+    let store = open_store(args.store, &data_dir)?;
     let apiserver = krust_apiserver::ApiServer::bind(krust_apiserver::Config {
         data_dir: data_dir.clone(),
         bind_address: args.bind_address,
         secure_port: args.secure_port,
+        store: store.clone(),
     })
     .await?;
     println!("KUBECONFIG={} kubectl get nodes", apiserver.kubeconfig_path().display());
@@ -52,6 +83,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     while let Some(done) = tasks.join_next().await {
         done.context("a component panicked")??;
     }
+    // Every acknowledged write is already durable; this stops the store's own threads.
+    store.shutdown().await.context("store shutdown")?;
     Ok(())
 }
 

@@ -3,6 +3,19 @@
 
 use krust_testsupport::{KrustServer, tool};
 
+/// Runs a Python client script with the server's kubeconfig path as its argument; returns
+/// stdout, failing the test with both streams when the script fails.
+fn run_python(server: &KrustServer, script: &str) -> String {
+    let out = std::process::Command::new(tool("python-k8s"))
+        .args(["-c", script])
+        .arg(server.kubeconfig())
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
 fn start() -> KrustServer {
     KrustServer::start(env!("CARGO_BIN_EXE_krust"), &[]).expect("server starts")
 }
@@ -60,12 +73,171 @@ fn python_client_reads_the_version() {
                   config.load_kube_config(config_file=sys.argv[1])\n\
                   v = client.VersionApi().get_code()\n\
                   print(v.major, v.minor, v.git_version)\n";
-    let out = std::process::Command::new(tool("python-k8s"))
-        .args(["-c", script])
-        .arg(server.kubeconfig())
-        .output()
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = run_python(&server, script);
     assert!(stdout.starts_with("1 35 v1.35.0+krust."), "{stdout}");
+}
+
+#[test]
+#[ignore = "end-to-end: needs scripts/clients.sh; run with --include-ignored"]
+fn kubectl_crud_on_configmaps_and_namespaces() {
+    let server = start();
+    for version in ["1.27", "1.30"] {
+        let k = |args: &[&str]| server.kubectl(version).args(args).run().expect("kubectl");
+        let ns = format!("team-{}", version.replace('.', "-"));
+        assert_eq!(k(&["create", "namespace", &ns]).trim(), format!("namespace/{ns} created"));
+        let out = k(&["create", "configmap", "cfg", "--from-literal=a=b", "-n", &ns]);
+        assert_eq!(out.trim(), "configmap/cfg created");
+
+        let table = k(&["get", "configmaps", "-n", &ns]);
+        let mut lines = table.lines();
+        let header: Vec<&str> = lines.next().expect("header").split_whitespace().collect();
+        assert_eq!(header, ["NAME", "DATA", "AGE"], "{table}");
+        let row: Vec<&str> = lines.next().expect("row").split_whitespace().collect();
+        assert_eq!(&row[..2], ["cfg", "1"], "{table}");
+
+        let json: serde_json::Value =
+            serde_json::from_str(&k(&["get", "cm", "cfg", "-n", &ns, "-o", "json"])).expect("json");
+        assert_eq!(json["data"]["a"], "b");
+
+        assert_eq!(
+            k(&["label", "cm", "cfg", "tier=web", "-n", &ns]).trim(),
+            "configmap/cfg labeled"
+        );
+        // kubectl 1.27 itself prints "annotate" (its own message; 1.28 fixed it).
+        let annotated =
+            if version == "1.27" { "configmap/cfg annotate" } else { "configmap/cfg annotated" };
+        assert_eq!(k(&["annotate", "cm", "cfg", "note=x", "-n", &ns]).trim(), annotated);
+        assert_eq!(
+            k(&["get", "cm", "-l", "tier=web", "-n", &ns, "-o", "name"]).trim(),
+            "configmap/cfg"
+        );
+        assert_eq!(k(&["get", "cm", "-l", "tier=db", "-n", &ns, "-o", "name"]).trim(), "");
+        let out = k(&["get", "cm", "-A", "--field-selector", "metadata.name=cfg", "-o", "name"]);
+        assert!(out.lines().any(|l| l == "configmap/cfg"), "{out}");
+
+        let missing =
+            server.kubectl(version).args(["get", "cm", "nope", "-n", &ns]).output().expect("runs");
+        assert!(!missing.status.success());
+        let stderr = String::from_utf8_lossy(&missing.stderr);
+        assert!(
+            stderr.contains("Error from server (NotFound): configmaps \"nope\" not found"),
+            "{stderr}"
+        );
+
+        assert_eq!(k(&["delete", "cm", "cfg", "-n", &ns]).trim(), "configmap \"cfg\" deleted");
+        assert_eq!(k(&["delete", "namespace", &ns]).trim(), format!("namespace \"{ns}\" deleted"));
+    }
+}
+
+#[test]
+#[ignore = "end-to-end: needs scripts/clients.sh; run with --include-ignored"]
+fn kubectl_discovery_and_namespaces() {
+    let server = start();
+    for version in ["1.27", "1.33", "1.35"] {
+        let resources =
+            server.kubectl(version).args(["api-resources"]).run().expect("api-resources");
+        let cm =
+            resources.lines().find(|l| l.starts_with("configmaps ")).expect("configmaps listed");
+        let cols: Vec<&str> = cm.split_whitespace().collect();
+        assert_eq!(cols, ["configmaps", "cm", "v1", "true", "ConfigMap"], "kubectl {version}");
+        assert!(resources.lines().any(|l| l.starts_with("deployments ") && l.contains("apps/v1")));
+
+        let cluster = server
+            .kubectl(version)
+            .args(["api-resources", "--namespaced=false", "-o", "name"])
+            .run()
+            .expect("api-resources");
+        assert!(cluster.lines().any(|l| l == "namespaces"), "{cluster}");
+        assert!(!cluster.lines().any(|l| l == "configmaps"), "{cluster}");
+
+        let ns = server.kubectl(version).args(["get", "namespaces"]).run().expect("get ns");
+        let default: Vec<&str> = ns
+            .lines()
+            .find(|l| l.starts_with("default "))
+            .expect("default")
+            .split_whitespace()
+            .collect();
+        assert_eq!(&default[..2], ["default", "Active"], "{ns}");
+        for name in ["kube-system", "kube-public", "kube-node-lease"] {
+            assert!(ns.lines().any(|l| l.starts_with(name)), "{name} missing: {ns}");
+        }
+    }
+}
+
+#[test]
+#[ignore = "end-to-end: needs scripts/clients.sh; run with --include-ignored"]
+fn kubectl_get_watch_sees_new_objects() {
+    use std::io::{BufRead, BufReader};
+    let server = start();
+    let mut watch = std::process::Command::new(tool("kubectl-1.33"))
+        .env("KUBECONFIG", server.kubeconfig())
+        .args(["get", "configmaps", "-w", "--request-timeout=30s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kubectl get -w");
+    let stdout = watch.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // kubectl prints the (empty) list first; then a create must show up as a new row.
+    let mut created = false;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = Vec::new();
+    let found = loop {
+        if !created {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            server.kubectl("1.30").args(["create", "configmap", "watched"]).run().expect("create");
+            created = true;
+        }
+        match rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+            Ok(line) if line.starts_with("watched ") => break true,
+            Ok(line) => seen.push(line),
+            Err(_) => break false,
+        }
+    };
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(found, "kubectl get -w never showed the new configmap; saw {seen:?}");
+}
+
+#[test]
+#[ignore = "end-to-end: needs scripts/clients.sh; run with --include-ignored"]
+fn python_client_crud_and_watch() {
+    let server = start();
+    let script = r#"
+import sys, threading
+from kubernetes import client, config, watch
+config.load_kube_config(config_file=sys.argv[1])
+v1 = client.CoreV1Api()
+body = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="py", labels={"app": "py"}), data={"k": "v"})
+created = v1.create_namespaced_config_map("default", body)
+assert created.metadata.resource_version
+got = v1.read_namespaced_config_map("py", "default")
+assert got.data == {"k": "v"}, got.data
+patched = v1.patch_namespaced_config_map("py", "default", {"data": {"k": "v2"}})
+assert patched.data["k"] == "v2"
+items = v1.list_namespaced_config_map("default", label_selector="app=py").items
+assert [i.metadata.name for i in items] == ["py"], items
+try:
+    v1.create_namespaced_config_map("default", body)
+    raise SystemExit("expected a conflict")
+except client.exceptions.ApiException as e:
+    assert e.status == 409, e.status
+w = watch.Watch()
+rv = v1.list_namespaced_config_map("default").metadata.resource_version
+threading.Timer(0.5, lambda: v1.delete_namespaced_config_map("py", "default")).start()
+for event in w.stream(v1.list_namespaced_config_map, "default", resource_version=rv, timeout_seconds=10):
+    if event["type"] == "DELETED" and event["object"].metadata.name == "py":
+        w.stop()
+        print("ok")
+        break
+"#;
+    let stdout = run_python(&server, script);
+    assert_eq!(stdout.trim(), "ok");
 }

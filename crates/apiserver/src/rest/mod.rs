@@ -1,0 +1,315 @@
+//! The generic REST machine: one code path for every resource in the catalog. A request is
+//! parsed into a [`ResourceRequest`](crate::request::ResourceRequest), checked against the
+//! catalog, and served from the store: get, list, watch, create, update, patch, delete and
+//! deletecollection, plus the `status` subresource.
+
+mod object;
+mod params;
+mod read;
+mod watch;
+mod write;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use krust_api::catalog::{Catalog, Resource};
+use krust_store::Store;
+use serde_json::Value;
+
+use crate::discovery;
+use crate::request::{self, ApiPath, ResourceRequest, Verb};
+use crate::status::Status;
+
+pub use object::ensure_namespaces;
+use params::Params;
+
+/// Bodies larger than this are refused with 413, as upstream does.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Events expire an hour after their last write, as upstream's `--event-ttl`.
+const EVENT_TTL: Duration = Duration::from_secs(3600);
+/// One lease serves every event written within this window (upstream's lease reuse), so
+/// the store does not hold one lease per event.
+const LEASE_REUSE: Duration = Duration::from_secs(60);
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct ApiState {
+    pub catalog: Catalog,
+    pub store: Arc<dyn Store>,
+    /// `host:port` clients use to reach this server (for `/api`'s address list).
+    pub server_address: String,
+    event_lease: tokio::sync::Mutex<Option<(krust_store::LeaseId, Instant)>>,
+}
+
+impl ApiState {
+    pub fn new(catalog: Catalog, store: Arc<dyn Store>, server_address: String) -> Self {
+        Self { catalog, store, server_address, event_lease: tokio::sync::Mutex::new(None) }
+    }
+
+    /// The store lease a new object of `resource` is attached to (0: none). Events get one
+    /// that outlives the event TTL by the reuse window.
+    async fn lease_for(
+        &self,
+        resource: &Resource,
+    ) -> Result<krust_store::LeaseId, krust_store::Error> {
+        let is_event = resource.kind == "Event" && matches!(resource.group, "" | "events.k8s.io");
+        if !is_event {
+            return Ok(0);
+        }
+        let mut lease = self.event_lease.lock().await;
+        if let Some((id, granted)) = *lease
+            && granted.elapsed() < LEASE_REUSE
+        {
+            return Ok(id);
+        }
+        let id = self.store.lease_grant(EVENT_TTL + LEASE_REUSE).await?;
+        *lease = Some((id, Instant::now()));
+        Ok(id)
+    }
+}
+
+type ApiResult<T = Response> = Result<T, Status>;
+
+/// The handler for everything under `/api` and `/apis`.
+pub async fn handle(State(state): State<Arc<ApiState>>, request: Request) -> Response {
+    match dispatch(&state, request).await {
+        Ok(response) => response,
+        Err(status) => status.into_response(),
+    }
+}
+
+async fn dispatch(state: &ApiState, request: Request) -> ApiResult {
+    let (parts, body) = request.into_parts();
+    let params = Params::parse(parts.uri.query())?;
+    let Some(path) = request::parse(&parts.method, parts.uri.path(), params.watch) else {
+        return Err(Status::path_not_found());
+    };
+    let accept = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if !accepts_json(accept.as_deref()) {
+        return Err(Status::not_acceptable(&["application/json", "application/yaml"]));
+    }
+    let req = match path {
+        ApiPath::Root { legacy: true } => {
+            return Ok(json_response(
+                StatusCode::OK,
+                &discovery::api_versions(&state.server_address),
+            ));
+        }
+        ApiPath::Root { legacy: false } => {
+            return Ok(json_response(StatusCode::OK, &discovery::api_group_list(&state.catalog)));
+        }
+        ApiPath::Group { group } => {
+            let group =
+                discovery::api_group(&state.catalog, &group).ok_or_else(Status::path_not_found)?;
+            return Ok(json_response(StatusCode::OK, &group));
+        }
+        ApiPath::GroupVersion { group, version } => {
+            let list = discovery::api_resource_list(&state.catalog, &group, &version)
+                .ok_or_else(Status::path_not_found)?;
+            return Ok(json_response(StatusCode::OK, &list));
+        }
+        ApiPath::Resource(req) => req,
+    };
+    let resource = state
+        .catalog
+        .lookup(&req.group, &req.version, &req.resource)
+        .ok_or_else(Status::path_not_found)?
+        .clone();
+    check_scope(&resource, &req)?;
+
+    let ctx = Ctx { state, resource, req, params, accept, headers: parts.headers };
+    match ctx.req.subresource.as_deref() {
+        None => {}
+        Some("status") if ctx.resource.subresource("status").is_some() => {}
+        Some(_) => return Err(Status::path_not_found()),
+    }
+    if ctx.req.subresource.is_none() && !ctx.resource.has_verb(ctx.req.verb.as_str()) {
+        return Err(Status::method_not_allowed());
+    }
+
+    match ctx.req.verb {
+        Verb::Get => read::get(&ctx).await,
+        Verb::List => read::list(&ctx).await,
+        Verb::Watch => watch::watch(&ctx).await,
+        Verb::Create => write::create(&ctx, read_body(body).await?).await,
+        Verb::Update => write::update(&ctx, read_body(body).await?).await,
+        Verb::Patch => write::patch(&ctx, read_body(body).await?).await,
+        Verb::Delete => write::delete(&ctx, read_body(body).await?).await,
+        Verb::DeleteCollection => write::delete_collection(&ctx, read_body(body).await?).await,
+    }
+}
+
+/// Everything a handler needs about one request.
+struct Ctx<'a> {
+    state: &'a ApiState,
+    resource: Resource,
+    req: ResourceRequest,
+    params: Params,
+    accept: Option<String>,
+    headers: HeaderMap,
+}
+
+impl Ctx<'_> {
+    fn store(&self) -> &dyn Store {
+        self.state.store.as_ref()
+    }
+
+    /// The namespace the request addresses (None for cluster-scoped resources and for
+    /// all-namespace lists and watches).
+    fn namespace(&self) -> Option<&str> {
+        if self.resource.namespaced { self.req.namespace.as_deref() } else { None }
+    }
+
+    fn name(&self) -> &str {
+        self.req.name.as_deref().unwrap_or_default()
+    }
+
+    fn is_status(&self) -> bool {
+        self.req.subresource.as_deref() == Some("status")
+    }
+
+    fn key(&self, name: &str) -> String {
+        self.resource.store_key(self.namespace(), name)
+    }
+
+    fn not_found(&self, name: &str) -> Status {
+        Status::failure(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("{} \"{name}\" not found", self.resource.qualified_name()),
+        )
+        .with_details(name, self.resource.group, self.resource.plural)
+    }
+
+    fn already_exists(&self, name: &str) -> Status {
+        Status::failure(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", self.resource.qualified_name()),
+        )
+        .with_details(name, self.resource.group, self.resource.plural)
+    }
+
+    fn conflict(&self, name: &str, why: &str) -> Status {
+        Status::failure(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                self.resource.qualified_name()
+            ),
+        )
+        .with_details(name, self.resource.group, self.resource.plural)
+    }
+
+    /// 422 Invalid with one cause per `(field, message)`, as upstream's field errors read.
+    fn invalid(&self, name: &str, errors: &[(String, String)]) -> Status {
+        let summary: Vec<String> = errors.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+        let message = match summary.as_slice() {
+            [one] => format!("{} \"{name}\" is invalid: {one}", self.resource.kind),
+            many => format!("{} \"{name}\" is invalid: [{}]", self.resource.kind, many.join(", ")),
+        };
+        let causes = errors
+            .iter()
+            .map(|(field, message)| {
+                serde_json::json!({"reason": "FieldValueInvalid", "message": message, "field": field})
+            })
+            .collect();
+        Status::failure(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message)
+            .with_details(name, self.resource.group, self.resource.kind)
+            .with_causes(causes)
+    }
+
+    fn wants_table(&self) -> bool {
+        crate::table::wants_table(self.accept.as_deref())
+    }
+}
+
+/// Upstream serves JSON (and YAML and protobuf); a client that accepts none of what we
+/// produce gets 406. `*/*`, `application/*` and a missing header all accept JSON.
+fn accepts_json(accept: Option<&str>) -> bool {
+    let Some(accept) = accept else { return true };
+    if accept.trim().is_empty() {
+        return true;
+    }
+    accept.split(',').any(|media| {
+        let mime = media.split(';').next().unwrap_or_default().trim();
+        matches!(mime, "application/json" | "*/*" | "application/*" | "application/yaml" | "text/*")
+    })
+}
+
+async fn read_body(body: Body) -> ApiResult<axum::body::Bytes> {
+    match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => Ok(bytes),
+        Err(e) => {
+            // `to_bytes` reports an over-limit body as a length-limit error in its source chain.
+            let over = std::error::Error::source(&e)
+                .is_some_and(|s| s.to_string().contains("length limit exceeded"));
+            if over {
+                Err(Status::too_large(MAX_BODY_BYTES))
+            } else {
+                Err(Status::bad_request(format!("unable to read the request body: {e}")))
+            }
+        }
+    }
+}
+
+/// Namespaced resources need a namespace for named operations and creates; cluster-scoped
+/// resources are never addressed inside one (the namespaces resource addresses itself).
+fn check_scope(resource: &Resource, req: &ResourceRequest) -> ApiResult<()> {
+    let needs_namespace = !matches!(req.verb, Verb::List | Verb::Watch) || req.name.is_some();
+    if resource.namespaced && req.namespace.is_none() && needs_namespace {
+        return Err(Status::path_not_found());
+    }
+    let namespaces_itself = resource.group.is_empty() && resource.plural == "namespaces";
+    if !resource.namespaced && req.namespace.is_some() && !namespaces_itself {
+        return Err(Status::path_not_found());
+    }
+    Ok(())
+}
+
+pub(crate) fn json_response(code: StatusCode, value: &Value) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => (code, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => Status::internal(format!("cannot encode the response: {e}")).into_response(),
+    }
+}
+
+/// Every store failure becomes a Status here; the match is exhaustive on purpose.
+fn store_error(error: krust_store::Error) -> Status {
+    use krust_store::Error as E;
+    match error {
+        E::Compacted { requested, compacted } => {
+            Status::expired(format!("too old resource version: {requested} ({compacted})"))
+        }
+        E::FutureRevision { requested, current } => {
+            Status::timeout(format!("Too large resource version: {requested}, current: {current}"))
+                .with_retry_after(1)
+        }
+        E::ValueTooLarge { size, limit, .. } => Status::failure(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: the object is {size} bytes, the limit is {limit}"),
+        ),
+        E::LeaseNotFound { id } => Status::internal(format!("storage lease {id} not found")),
+        E::InvalidArgument { reason } => {
+            Status::internal(format!("storage rejected the request: {reason}"))
+        }
+        E::WatchLagged { revision } => Status::expired(format!(
+            "the watch fell behind after resource version {revision}; list again"
+        )),
+        E::DiskFull { .. } => Status::service_unavailable(
+            "the storage is full: the write was not applied (database or disk is full)",
+        ),
+        e @ E::Storage { .. } => Status::internal(e.to_string()),
+        E::Closed => Status::service_unavailable("the storage is shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,480 @@
+//! The REST machine over an in-memory store, driven through the router as a client would.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::routing::any;
+use http_body_util::BodyExt;
+use krust_api::catalog::Catalog;
+use krust_store::{MemoryConfig, MemoryStore, Store};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use super::{ApiState, ensure_namespaces, handle};
+
+struct Api {
+    router: Router,
+    store: Arc<dyn Store>,
+}
+
+async fn api() -> Api {
+    let store: Arc<dyn Store> =
+        Arc::new(MemoryStore::new(MemoryConfig::default()).expect("memory store"));
+    ensure_namespaces(store.as_ref()).await.expect("namespaces");
+    let state = Arc::new(ApiState::new(Catalog::builtin(), store.clone(), "127.0.0.1:6443".into()));
+    let router = Router::new()
+        .route("/api", any(handle))
+        .route("/api/{*rest}", any(handle))
+        .route("/apis", any(handle))
+        .route("/apis/{*rest}", any(handle))
+        .with_state(state);
+    Api { router, store }
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        content_type: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+        let resp =
+            self.router.clone().oneshot(req.body(body).expect("request")).await.expect("response");
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        (status, value)
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        self.call("GET", uri, None, None).await
+    }
+
+    async fn post(&self, uri: &str, body: Value) -> (StatusCode, Value) {
+        self.call("POST", uri, Some("application/json"), Some(body)).await
+    }
+}
+
+fn cm(name: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels}, "data": {"k": "v"}})
+}
+
+const CMS: &str = "/api/v1/namespaces/default/configmaps";
+
+#[tokio::test]
+async fn discovery_lists_the_catalog() {
+    let api = api().await;
+    let (code, v1) = api.get("/api/v1").await;
+    assert_eq!(code, StatusCode::OK);
+    let cm = v1["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["name"] == "configmaps")
+        .expect("configmaps");
+    assert_eq!(cm["namespaced"], true);
+    assert_eq!(cm["kind"], "ConfigMap");
+    assert_eq!(cm["shortNames"], json!(["cm"]));
+    let (_, versions) = api.get("/api").await;
+    assert_eq!(versions["versions"], json!(["v1"]));
+    let (code, _) = api.get("/apis/nope/v1").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn create_get_and_already_exists() {
+    let api = api().await;
+    let (code, created) = api.post(CMS, cm("one", json!({}))).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let meta = &created["metadata"];
+    assert_eq!(meta["namespace"], "default");
+    assert!(meta["uid"].as_str().is_some_and(|u| u.len() == 36));
+    assert!(meta["resourceVersion"].as_str().is_some_and(|rv| rv.parse::<i64>().is_ok()));
+    assert!(meta["creationTimestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+
+    let (code, got) = api.get(&format!("{CMS}/one")).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(got, created);
+
+    let (code, status) = api.post(CMS, cm("one", json!({}))).await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    assert_eq!(status["reason"], "AlreadyExists");
+    assert_eq!(status["message"], "configmaps \"one\" already exists");
+    assert_eq!(status["details"], json!({"name": "one", "kind": "configmaps"}));
+
+    let (code, status) = api.get(&format!("{CMS}/missing")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(status["message"], "configmaps \"missing\" not found");
+}
+
+#[tokio::test]
+async fn create_defaults_type_from_the_url_and_refuses_mismatches() {
+    let api = api().await;
+    let (code, created) = api.post(CMS, json!({"metadata": {"generateName": "gen-"}})).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    assert_eq!(created["kind"], "ConfigMap");
+    assert_eq!(created["apiVersion"], "v1");
+    assert!(
+        created["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("gen-") && n.len() == 9)
+    );
+
+    let (code, status) = api
+        .post(CMS, json!({"apiVersion": "apps/v1", "kind": "ConfigMap", "metadata": {"name": "x"}}))
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{status}");
+
+    let (code, status) =
+        api.post(CMS, json!({"metadata": {"name": "x", "namespace": "other"}})).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        status["message"],
+        "the namespace of the provided object does not match the namespace sent on the request"
+    );
+
+    let (code, status) = api.post(CMS, json!({"metadata": {"name": "Bad_Name"}})).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{status}");
+    assert_eq!(status["reason"], "Invalid");
+    assert!(
+        status["message"].as_str().is_some_and(|m| m.starts_with(
+            "ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\""
+        )),
+        "{status}"
+    );
+
+    let (code, status) = api.post("/api/v1/namespaces/nope/configmaps", cm("x", json!({}))).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(status["message"], "namespaces \"nope\" not found");
+
+    let (code, status) = api.call("POST", CMS, Some("application/json"), None).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{status}");
+    let (code, status) =
+        api.call("POST", CMS, Some("application/vnd.kubernetes.protobuf"), Some(json!({}))).await;
+    assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{status}");
+}
+
+#[tokio::test]
+async fn list_selects_and_paginates() {
+    let api = api().await;
+    for i in 0..5 {
+        let tier = if i % 2 == 0 { "web" } else { "db" };
+        let (code, _) = api.post(CMS, cm(&format!("c{i}"), json!({"tier": tier}))).await;
+        assert_eq!(code, StatusCode::CREATED);
+    }
+    let (_, list) = api.get(&format!("{CMS}?labelSelector=tier%3Dweb")).await;
+    assert_eq!(list["kind"], "ConfigMapList");
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["c0", "c2", "c4"]);
+
+    let (_, list) = api.get(&format!("{CMS}?fieldSelector=metadata.name%3Dc3")).await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
+
+    let (_, page1) = api.get(&format!("{CMS}?limit=2")).await;
+    assert_eq!(page1["items"].as_array().map(Vec::len), Some(2));
+    assert_eq!(page1["metadata"]["remainingItemCount"], 3);
+    let token = page1["metadata"]["continue"].as_str().expect("continue");
+    let (_, page2) = api.get(&format!("{CMS}?limit=2&continue={token}")).await;
+    assert_eq!(page2["items"][0]["metadata"]["name"], "c2");
+    assert_eq!(page2["metadata"]["resourceVersion"], page1["metadata"]["resourceVersion"]);
+    let token = page2["metadata"]["continue"].as_str().expect("continue");
+    let (_, page3) = api.get(&format!("{CMS}?limit=2&continue={token}")).await;
+    assert_eq!(page3["items"].as_array().map(Vec::len), Some(1));
+    assert!(page3["metadata"].get("continue").is_none());
+
+    let (code, status) = api.get(&format!("{CMS}?labelSelector=a%20in%20(")).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{status}");
+    let (code, status) = api.get(&format!("{CMS}?fieldSelector=spec.nope%3Dx")).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{status}");
+
+    // All namespaces.
+    let (_, all) = api.get("/api/v1/configmaps").await;
+    assert_eq!(all["items"].as_array().map(Vec::len), Some(5));
+}
+
+#[tokio::test]
+async fn update_is_compare_and_swap() {
+    let api = api().await;
+    let (_, created) = api.post(CMS, cm("u", json!({}))).await;
+    let rv = created["metadata"]["resourceVersion"].clone();
+
+    let mut changed = created.clone();
+    changed["data"]["k"] = json!("v2");
+    let (code, updated) =
+        api.call("PUT", &format!("{CMS}/u"), Some("application/json"), Some(changed.clone())).await;
+    assert_eq!(code, StatusCode::OK, "{updated}");
+    assert_ne!(updated["metadata"]["resourceVersion"], rv);
+    assert_eq!(updated["metadata"]["uid"], created["metadata"]["uid"]);
+
+    // The same stale resourceVersion again: 409 Conflict.
+    let (code, status) =
+        api.call("PUT", &format!("{CMS}/u"), Some("application/json"), Some(changed)).await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    assert_eq!(status["reason"], "Conflict");
+    assert_eq!(
+        status["message"],
+        "Operation cannot be fulfilled on configmaps \"u\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+
+    // A no-op update writes nothing.
+    let (_, same) =
+        api.call("PUT", &format!("{CMS}/u"), Some("application/json"), Some(updated.clone())).await;
+    assert_eq!(same["metadata"]["resourceVersion"], updated["metadata"]["resourceVersion"]);
+}
+
+#[tokio::test]
+async fn merge_and_json_patches() {
+    let api = api().await;
+    api.post(CMS, cm("p", json!({"a": "1"}))).await;
+    let (code, patched) = api
+        .call(
+            "PATCH",
+            &format!("{CMS}/p"),
+            Some("application/merge-patch+json"),
+            Some(json!({"metadata": {"labels": {"b": "2", "a": null}}})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{patched}");
+    assert_eq!(patched["metadata"]["labels"], json!({"b": "2"}));
+
+    let ops = json!([{"op": "replace", "path": "/data/k", "value": "x"}, {"op": "add", "path": "/data/n", "value": "y"}]);
+    let (code, patched) = api
+        .call("PATCH", &format!("{CMS}/p"), Some("application/json-patch+json"), Some(ops))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{patched}");
+    assert_eq!(patched["data"], json!({"k": "x", "n": "y"}));
+
+    let bad = json!([{"op": "test", "path": "/data/k", "value": "nope"}]);
+    let (code, _) = api
+        .call("PATCH", &format!("{CMS}/p"), Some("application/json-patch+json"), Some(bad))
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let (code, _) = api
+        .call(
+            "PATCH",
+            &format!("{CMS}/missing"),
+            Some("application/merge-patch+json"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn status_subresource_separates_spec_and_status() {
+    let api = api().await;
+    let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+        "spec": {"replicas": 1}, "status": {"replicas": 9}});
+    let url = "/apis/apps/v1/namespaces/default/deployments";
+    let (code, created) = api.post(url, deploy).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    assert!(created.get("status").is_none(), "status is reset on create: {created}");
+    assert_eq!(created["metadata"]["generation"], 1);
+
+    let (_, with_status) = api
+        .call(
+            "PATCH",
+            &format!("{url}/d/status"),
+            Some("application/merge-patch+json"),
+            Some(json!({"status": {"replicas": 1}, "spec": {"replicas": 5}})),
+        )
+        .await;
+    assert_eq!(with_status["status"]["replicas"], 1);
+    assert_eq!(with_status["spec"]["replicas"], 1, "a status write leaves spec alone");
+
+    let (_, scaled) = api
+        .call(
+            "PATCH",
+            &format!("{url}/d"),
+            Some("application/merge-patch+json"),
+            Some(json!({"spec": {"replicas": 3}, "status": {"replicas": 7}})),
+        )
+        .await;
+    assert_eq!(scaled["spec"]["replicas"], 3);
+    assert_eq!(scaled["status"]["replicas"], 1, "a main write leaves status alone");
+    assert_eq!(scaled["metadata"]["generation"], 2);
+}
+
+#[tokio::test]
+async fn delete_honours_finalizers() {
+    let api = api().await;
+    let (code, _) =
+        api.post(CMS, json!({"metadata": {"name": "f", "finalizers": ["example.com/hold"]}})).await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, marked) = api.call("DELETE", &format!("{CMS}/f"), None, None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(marked["metadata"]["deletionTimestamp"].is_string(), "{marked}");
+    let (code, _) = api.get(&format!("{CMS}/f")).await;
+    assert_eq!(code, StatusCode::OK, "still there while a finalizer holds it");
+
+    let (code, _) = api
+        .call(
+            "PATCH",
+            &format!("{CMS}/f"),
+            Some("application/merge-patch+json"),
+            Some(json!({"metadata": {"finalizers": null}})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _) = api.get(&format!("{CMS}/f")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "the last finalizer's removal deletes it");
+
+    api.post(CMS, cm("plain", json!({}))).await;
+    let (code, deleted) = api.call("DELETE", &format!("{CMS}/plain"), Some("application/json"), Some(json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}))).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(deleted["metadata"]["name"], "plain");
+    let (code, _) = api.get(&format!("{CMS}/plain")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn deleting_a_namespace_removes_its_contents() {
+    let api = api().await;
+    let (code, ns) = api.post("/api/v1/namespaces", json!({"metadata": {"name": "team"}})).await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert_eq!(ns["status"]["phase"], "Active");
+    assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
+    api.post("/api/v1/namespaces/team/configmaps", cm("c", json!({}))).await;
+    let (code, _) = api.call("DELETE", "/api/v1/namespaces/team", None, None).await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _) = api.get("/api/v1/namespaces/team").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (_, list) = api.get("/api/v1/namespaces/team/configmaps").await;
+    assert_eq!(list["items"], json!([]));
+}
+
+#[tokio::test]
+async fn tables_for_kubectl() {
+    let api = api().await;
+    api.post(CMS, cm("t", json!({}))).await;
+    let req = Request::builder()
+        .uri(format!("{CMS}?limit=500"))
+        .header("accept", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json")
+        .body(Body::empty())
+        .expect("request");
+    let resp = api.router.clone().oneshot(req).await.expect("response");
+    let table: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.expect("body").to_bytes())
+            .expect("json");
+    assert_eq!(table["kind"], "Table");
+    assert_eq!(table["columnDefinitions"][0]["name"], "Name");
+    assert_eq!(table["rows"][0]["cells"][0], "t");
+    assert_eq!(table["rows"][0]["object"]["metadata"]["name"], "t");
+}
+
+async fn read_line(body: &mut Body) -> Value {
+    let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("an event in time")
+        .expect("a frame")
+        .expect("no error");
+    let bytes = frame.into_data().expect("data");
+    serde_json::from_slice(&bytes).expect("one JSON event per chunk")
+}
+
+#[tokio::test]
+async fn watch_streams_changes_from_a_resource_version() {
+    let api = api().await;
+    let (_, first) = api.post(CMS, cm("w1", json!({"app": "x"}))).await;
+    let rv = first["metadata"]["resourceVersion"].as_str().expect("rv").to_owned();
+    let req = Request::builder()
+        .uri(format!("{CMS}?watch=true&resourceVersion={rv}&labelSelector=app%3Dx"))
+        .body(Body::empty())
+        .expect("request");
+    let resp = api.router.clone().oneshot(req).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+
+    api.post(CMS, cm("w2", json!({"app": "x"}))).await;
+    api.post(CMS, cm("other", json!({"app": "y"}))).await;
+    api.call(
+        "PATCH",
+        &format!("{CMS}/w2"),
+        Some("application/merge-patch+json"),
+        Some(json!({"metadata": {"labels": {"app": "gone"}}})),
+    )
+    .await;
+    api.call("DELETE", &format!("{CMS}/w1"), None, None).await;
+
+    let added = read_line(&mut body).await;
+    assert_eq!(
+        (added["type"].as_str(), added["object"]["metadata"]["name"].as_str()),
+        (Some("ADDED"), Some("w2"))
+    );
+    let left = read_line(&mut body).await;
+    assert_eq!(
+        (left["type"].as_str(), left["object"]["metadata"]["name"].as_str()),
+        (Some("DELETED"), Some("w2")),
+        "leaving the selector reads as DELETED"
+    );
+    let deleted = read_line(&mut body).await;
+    assert_eq!(
+        (deleted["type"].as_str(), deleted["object"]["metadata"]["name"].as_str()),
+        (Some("DELETED"), Some("w1"))
+    );
+}
+
+#[tokio::test]
+async fn watch_without_resource_version_starts_with_the_current_state() {
+    let api = api().await;
+    api.post(CMS, cm("a", json!({}))).await;
+    let req =
+        Request::builder().uri(format!("{CMS}?watch=1")).body(Body::empty()).expect("request");
+    let mut body = api.router.clone().oneshot(req).await.expect("response").into_body();
+    let event = read_line(&mut body).await;
+    assert_eq!(event["type"], "ADDED");
+    assert_eq!(event["object"]["metadata"]["name"], "a");
+}
+
+#[tokio::test]
+async fn watch_from_a_compacted_revision_is_expired() {
+    let api = api().await;
+    api.post(CMS, cm("a", json!({}))).await;
+    api.post(CMS, cm("b", json!({}))).await;
+    let current = api.store.current_revision().await.expect("revision");
+    api.store.compact(current).await.expect("compact");
+    let req = Request::builder()
+        .uri(format!("{CMS}?watch=true&resourceVersion=1"))
+        .body(Body::empty())
+        .expect("request");
+    let mut body = api.router.clone().oneshot(req).await.expect("response").into_body();
+    let event = read_line(&mut body).await;
+    assert_eq!(event["type"], "ERROR");
+    assert_eq!(event["object"]["code"], 410);
+    assert_eq!(event["object"]["reason"], "Expired");
+}
+
+#[tokio::test]
+async fn unknown_resources_and_verbs() {
+    let api = api().await;
+    let (code, _) = api.get("/api/v1/namespaces/default/widgets").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, status) = api
+        .call("POST", "/api/v1/componentstatuses", Some("application/json"), Some(json!({})))
+        .await;
+    assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED, "{status}");
+    let (code, _) = api.get("/api/v1/pods/x").await;
+    assert_eq!(
+        code,
+        StatusCode::NOT_FOUND,
+        "a namespaced resource is not addressed by name without a namespace"
+    );
+}

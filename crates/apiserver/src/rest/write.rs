@@ -1,0 +1,691 @@
+//! create, update (also of `status`), patch, delete and deletecollection.
+
+use axum::body::Bytes;
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use krust_store::{KeyValue, RangeRequest, StoreExt, WriteOutcome, prefix_end};
+use serde_json::{Value, json};
+
+use super::object::{self, decode, encode, meta_str, metadata, metadata_mut};
+use super::read::{Filter, list_page};
+use super::{ApiResult, Ctx, json_response, store_error};
+use crate::status::Status;
+
+/// Retries of an update or patch that lost a race and has no resourceVersion precondition.
+const MAX_RETRIES: usize = 16;
+
+const JSON: &str = "application/json";
+const JSON_PATCH: &str = "application/json-patch+json";
+const MERGE_PATCH: &str = "application/merge-patch+json";
+const STRATEGIC_MERGE_PATCH: &str = "application/strategic-merge-patch+json";
+
+fn content_type(ctx: &Ctx<'_>) -> String {
+    ctx.headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// A create or update body: JSON (a missing Content-Type means JSON, as the Python client
+/// sends it).
+fn decode_body(ctx: &Ctx<'_>, body: &Bytes) -> ApiResult<Value> {
+    let ct = content_type(ctx);
+    if !(ct.is_empty() || ct == JSON || ct == "*/*") {
+        return Err(Status::unsupported_media_type(&ct, &[JSON]));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        Status::bad_request(format!(
+            "the object provided is unrecognized or malformed: couldn't get version/kind; json parse error: {e}"
+        ))
+    })?;
+    if !value.is_object() {
+        return Err(Status::bad_request(
+            "the object provided is unrecognized or malformed: the body must be a JSON object",
+        ));
+    }
+    Ok(value)
+}
+
+/// apiVersion and kind default from the URL; a body that names another type is refused.
+fn check_type_meta(ctx: &Ctx<'_>, object: &mut Value) -> ApiResult<()> {
+    let expected_version = ctx.resource.api_version();
+    let expected_kind = ctx.resource.kind;
+    let Some(map) = object.as_object_mut() else { return Ok(()) };
+    match map.get("apiVersion").and_then(Value::as_str) {
+        None | Some("") => {
+            map.insert("apiVersion".into(), expected_version.clone().into());
+        }
+        Some(v) if v == expected_version => {}
+        Some(v) => {
+            return Err(Status::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({expected_version})"
+            )));
+        }
+    }
+    match map.get("kind").and_then(Value::as_str) {
+        None | Some("") => {
+            map.insert("kind".into(), expected_kind.into());
+        }
+        Some(k) if k == expected_kind => {}
+        Some(k) => {
+            return Err(Status::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({expected_kind})"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The object's namespace must agree with the URL's; cluster-scoped objects carry none.
+fn check_namespace(ctx: &Ctx<'_>, object: &mut Value) -> ApiResult<()> {
+    let url_ns = ctx.namespace().map(str::to_owned);
+    let Some(meta) = metadata_mut(object) else { return Ok(()) };
+    match (url_ns, meta.get("namespace").and_then(Value::as_str).map(str::to_owned)) {
+        (Some(url), None) => {
+            meta.insert("namespace".into(), url.into());
+        }
+        (Some(url), Some(body)) if body.is_empty() => {
+            meta.insert("namespace".into(), url.into());
+        }
+        (Some(url), Some(body)) if url != body => {
+            return Err(Status::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        (Some(_), Some(_)) => {}
+        (None, _) => {
+            meta.remove("namespace");
+        }
+    }
+    Ok(())
+}
+
+fn validate_name(ctx: &Ctx<'_>, name: &str) -> ApiResult<()> {
+    let errors = krust_api::names::name_rule(ctx.resource.group, ctx.resource.kind).validate(name);
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let detail = format!("Invalid value: \"{name}\": {}", errors.join(", "));
+    Err(ctx.invalid(name, &[("metadata.name".to_owned(), detail)]))
+}
+
+/// NamespaceLifecycle: no new objects in a namespace that is missing or terminating.
+async fn check_namespace_admits(ctx: &Ctx<'_>, name: &str) -> ApiResult<()> {
+    let Some(ns) = ctx.namespace() else { return Ok(()) };
+    let key = format!("/registry/namespaces/{ns}");
+    let resp = ctx.store().range(RangeRequest::key(key)).await.map_err(store_error)?;
+    let Some(kv) = resp.kvs.first() else {
+        return Err(Status::failure(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("namespaces \"{ns}\" not found"),
+        )
+        .with_details(ns, "", "namespaces"));
+    };
+    let namespace = decode(kv)?;
+    let terminating = meta_str(&namespace, "deletionTimestamp").is_some()
+        || namespace.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating");
+    if terminating {
+        return Err(Status::forbidden(format!(
+            "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+            ctx.resource.qualified_name()
+        ))
+        .with_details(name, ctx.resource.group, ctx.resource.plural));
+    }
+    Ok(())
+}
+
+fn has_status_subresource(ctx: &Ctx<'_>) -> bool {
+    ctx.resource.subresource("status").is_some()
+}
+
+/// What upstream's create strategies reset: server-owned metadata, and status where a
+/// status subresource owns it.
+fn prepare_for_create(ctx: &Ctx<'_>, object: &mut Value) {
+    let has_spec = object.get("spec").is_some();
+    if let Some(meta) = metadata_mut(object) {
+        meta.insert("uid".into(), object::new_uid().into());
+        meta.insert("creationTimestamp".into(), object::now().into());
+        for server_owned in
+            ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"]
+        {
+            meta.remove(server_owned);
+        }
+        if has_spec {
+            meta.insert("generation".into(), json!(1));
+        } else {
+            meta.remove("generation");
+        }
+    }
+    let is_namespace = ctx.resource.group.is_empty() && ctx.resource.kind == "Namespace";
+    if let Some(map) = object.as_object_mut() {
+        if is_namespace {
+            // Namespace strategy: the `kubernetes` finalizer lets the namespace controller
+            // empty it before it goes; a new namespace is Active.
+            let spec = map.entry("spec").or_insert_with(|| json!({}));
+            if spec.get("finalizers").is_none() {
+                spec["finalizers"] = json!(["kubernetes"]);
+            }
+            map.insert("status".into(), json!({"phase": "Active"}));
+            let name = map.get("metadata").and_then(|m| m.get("name")).cloned();
+            if let (Some(name), Some(Value::Object(meta))) = (name, map.get_mut("metadata")) {
+                let labels = meta.entry("labels").or_insert_with(|| json!({}));
+                if labels.is_object() {
+                    labels["kubernetes.io/metadata.name"] = name;
+                }
+            }
+        } else if has_status_subresource(ctx) {
+            map.remove("status");
+        }
+    }
+}
+
+pub async fn create(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
+    if ctx.req.name.is_some() {
+        return Err(Status::method_not_allowed());
+    }
+    let mut object = decode_body(ctx, &body)?;
+    check_type_meta(ctx, &mut object)?;
+    check_namespace(ctx, &mut object)?;
+
+    let name = match meta_str(&object, "name").filter(|n| !n.is_empty()) {
+        Some(name) => name.to_owned(),
+        None => match meta_str(&object, "generateName").filter(|n| !n.is_empty()) {
+            Some(prefix) => {
+                let name = format!("{prefix}{}", object::name_suffix());
+                if let Some(meta) = metadata_mut(&mut object) {
+                    meta.insert("name".into(), name.clone().into());
+                }
+                name
+            }
+            None => {
+                return Err(ctx.invalid(
+                    "",
+                    &[(
+                        "metadata.name".into(),
+                        "Required value: name or generateName is required".into(),
+                    )],
+                ));
+            }
+        },
+    };
+    validate_name(ctx, &name)?;
+    check_namespace_admits(ctx, &name).await?;
+    prepare_for_create(ctx, &mut object);
+
+    if ctx.params.dry_run {
+        return Ok(json_response(StatusCode::CREATED, &object));
+    }
+    let lease = ctx.state.lease_for(&ctx.resource).await.map_err(store_error)?;
+    match ctx.store().create(&ctx.key(&name), encode(&object)?, lease).await.map_err(store_error)? {
+        WriteOutcome::Applied { revision } => {
+            object::set_resource_version(&mut object, revision);
+            Ok(json_response(StatusCode::CREATED, &object))
+        }
+        WriteOutcome::Conflict { .. } => Err(ctx.already_exists(&name)),
+    }
+}
+
+async fn current(ctx: &Ctx<'_>, name: &str) -> ApiResult<KeyValue> {
+    let resp = ctx.store().range(RangeRequest::key(ctx.key(name))).await.map_err(store_error)?;
+    resp.kvs.into_iter().next().ok_or_else(|| ctx.not_found(name))
+}
+
+/// Builds the object to store from the client's `new` and the stored `old`: the server-owned
+/// metadata stays, a main-resource write leaves status alone and a status write changes
+/// nothing but status; generation moves when spec changes.
+fn merge_for_update(ctx: &Ctx<'_>, old: &Value, mut new: Value) -> Value {
+    if ctx.is_status() {
+        let mut merged = old.clone();
+        if let Some(map) = merged.as_object_mut() {
+            match new.get("status") {
+                Some(status) => map.insert("status".into(), status.clone()),
+                None => map.remove("status"),
+            };
+        }
+        return merged;
+    }
+    if let (Some(old_meta), Some(new_meta)) = (metadata(old).cloned(), metadata_mut(&mut new)) {
+        for kept in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "namespace",
+            "name",
+        ] {
+            match old_meta.get(kept) {
+                Some(v) => new_meta.insert(kept.into(), v.clone()),
+                None => new_meta.remove(kept),
+            };
+        }
+        new_meta.remove("selfLink");
+    }
+    if has_status_subresource(ctx)
+        && let Some(map) = new.as_object_mut()
+    {
+        match old.get("status") {
+            Some(status) => map.insert("status".into(), status.clone()),
+            None => map.remove("status"),
+        };
+    }
+    if old.get("spec") != new.get("spec")
+        && let Some(meta) = metadata_mut(&mut new)
+        && let Some(generation) = meta.get("generation").and_then(Value::as_i64)
+    {
+        meta.insert("generation".into(), json!(generation + 1));
+    }
+    new
+}
+
+fn without_rv(object: &Value) -> Value {
+    let mut copy = object.clone();
+    if let Some(meta) = metadata_mut(&mut copy) {
+        meta.remove("resourceVersion");
+    }
+    copy
+}
+
+/// Writes `new` over the stored `kv` with compare-and-swap. `Ok(None)` means another writer
+/// won the race and the caller may retry.
+async fn write_update(ctx: &Ctx<'_>, kv: &KeyValue, new: Value) -> ApiResult<Option<Response>> {
+    let old = decode(kv)?;
+    let name = ctx.name().to_owned();
+    let mut merged = merge_for_update(ctx, &old, new);
+
+    // A no-op write is not written: the resourceVersion stays, watchers see nothing.
+    if without_rv(&merged) == without_rv(&old) {
+        return Ok(Some(json_response(StatusCode::OK, &old)));
+    }
+    // The last finalizer gone from an object being deleted: it goes now.
+    let finalizers_empty = metadata(&merged)
+        .and_then(|m| m.get("finalizers"))
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty);
+    let deleting = meta_str(&merged, "deletionTimestamp").is_some();
+    if ctx.params.dry_run {
+        return Ok(Some(json_response(StatusCode::OK, &merged)));
+    }
+    if deleting && finalizers_empty && !is_namespace_with_spec_finalizers(ctx, &merged) {
+        return match ctx
+            .store()
+            .delete_if(&ctx.key(&name), kv.mod_revision)
+            .await
+            .map_err(store_error)?
+        {
+            WriteOutcome::Applied { .. } => Ok(Some(json_response(StatusCode::OK, &merged))),
+            WriteOutcome::Conflict { .. } => Ok(None),
+        };
+    }
+    let outcome = ctx
+        .store()
+        .update_if(&ctx.key(&name), encode(&merged)?, kv.mod_revision, kv.lease)
+        .await
+        .map_err(store_error)?;
+    match outcome {
+        WriteOutcome::Applied { revision } => {
+            object::set_resource_version(&mut merged, revision);
+            Ok(Some(json_response(StatusCode::OK, &merged)))
+        }
+        WriteOutcome::Conflict { current: None } => Err(ctx.not_found(&name)),
+        WriteOutcome::Conflict { current: Some(_) } => Ok(None),
+    }
+}
+
+fn is_namespace_with_spec_finalizers(ctx: &Ctx<'_>, object: &Value) -> bool {
+    ctx.resource.group.is_empty()
+        && ctx.resource.kind == "Namespace"
+        && object
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty())
+}
+
+fn stale(ctx: &Ctx<'_>) -> Status {
+    ctx.conflict(
+        ctx.name(),
+        "the object has been modified; please apply your changes to the latest version and try again",
+    )
+}
+
+pub async fn update(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
+    let mut new = decode_body(ctx, &body)?;
+    check_type_meta(ctx, &mut new)?;
+    check_namespace(ctx, &mut new)?;
+    let name = ctx.name();
+    match meta_str(&new, "name") {
+        Some(n) if n == name => {}
+        Some(n) => {
+            return Err(Status::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
+        }
+        None => {
+            if let Some(meta) = metadata_mut(&mut new) {
+                meta.insert("name".into(), name.into());
+            }
+        }
+    }
+    let precondition = match meta_str(&new, "resourceVersion").filter(|rv| !rv.is_empty()) {
+        Some(rv) => Some(super::read::parse_rv(rv)?),
+        None => None,
+    };
+    for _ in 0..MAX_RETRIES {
+        let kv = current(ctx, name).await?;
+        if precondition.is_some_and(|rv| rv != kv.mod_revision) {
+            return Err(stale(ctx));
+        }
+        if let Some(response) = write_update(ctx, &kv, new.clone()).await? {
+            return Ok(response);
+        }
+        if precondition.is_some() {
+            return Err(stale(ctx));
+        }
+    }
+    Err(stale(ctx))
+}
+
+pub async fn patch(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
+    let ct = content_type(ctx);
+    let patch_kind = match ct.as_str() {
+        JSON_PATCH | MERGE_PATCH | STRATEGIC_MERGE_PATCH => ct.as_str(),
+        _ => {
+            return Err(Status::unsupported_media_type(
+                &ct,
+                &[JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH],
+            ));
+        }
+    };
+    let patch: Value = serde_json::from_slice(&body)
+        .map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
+    let name = ctx.name();
+    for _ in 0..MAX_RETRIES {
+        let kv = current(ctx, name).await?;
+        let old = decode(&kv)?;
+        let mut patched = old.clone();
+        match patch_kind {
+            JSON_PATCH => {
+                let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+                    .map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
+                json_patch::patch(&mut patched, &ops).map_err(|e| {
+                    Status::failure(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "Invalid",
+                        format!(
+                            "the server rejected our request due to an error in our request: {e}"
+                        ),
+                    )
+                })?;
+            }
+            STRATEGIC_MERGE_PATCH => {
+                krust_api::strategic::apply(&mut patched, &patch)
+                    .map_err(|e| Status::bad_request(e.to_string()))?;
+            }
+            _ => {
+                if !patch.is_object() {
+                    return Err(Status::bad_request(
+                        "error decoding patch: a merge patch must be a JSON object",
+                    ));
+                }
+                json_patch::merge(&mut patched, &patch);
+            }
+        }
+        // A resourceVersion in the patch is a precondition, as upstream treats it.
+        let precondition = meta_str(&patched, "resourceVersion").map(str::to_owned);
+        if let Some(rv) = precondition.as_deref()
+            && rv != kv.mod_revision.to_string()
+        {
+            return Err(stale(ctx));
+        }
+        if patched.get("apiVersion") != old.get("apiVersion")
+            || patched.get("kind") != old.get("kind")
+        {
+            return Err(Status::bad_request("apiVersion and kind cannot be changed by a patch"));
+        }
+        if meta_str(&patched, "name") != meta_str(&old, "name") {
+            return Err(ctx.invalid(
+                name,
+                &[("metadata.name".into(), "Invalid value: the name cannot be changed".into())],
+            ));
+        }
+        if let Some(response) = write_update(ctx, &kv, patched).await? {
+            return Ok(response);
+        }
+        if precondition.is_some() {
+            return Err(stale(ctx));
+        }
+    }
+    Err(stale(ctx))
+}
+
+/// `DeleteOptions` from the body and the query, as upstream merges them.
+struct DeleteOptions {
+    propagation: Option<String>,
+    precondition_uid: Option<String>,
+    precondition_rv: Option<String>,
+}
+
+fn delete_options(ctx: &Ctx<'_>, body: &Bytes) -> ApiResult<DeleteOptions> {
+    let mut options = DeleteOptions {
+        propagation: ctx.params.propagation_policy.clone(),
+        precondition_uid: None,
+        precondition_rv: None,
+    };
+    if ctx.params.orphan_dependents == Some(true) && options.propagation.is_none() {
+        options.propagation = Some("Orphan".into());
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(options);
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Status::bad_request(format!("error decoding DeleteOptions: {e}")))?;
+    if let Some(p) = value.get("propagationPolicy").and_then(Value::as_str) {
+        options.propagation = Some(p.to_owned());
+    } else if value.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
+        options.propagation = Some("Orphan".into());
+    }
+    options.precondition_uid =
+        value.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_owned);
+    options.precondition_rv =
+        value.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_owned);
+    if value.get("dryRun").and_then(Value::as_array).is_some_and(|d| d.iter().any(|v| v == "All")) {
+        // Handled by the caller through ctx.params for query-borne dryRun; body-borne here.
+        return Err(Status::bad_request(
+            "dryRun in the DeleteOptions body is not supported; use the dryRun=All query parameter",
+        ));
+    }
+    match options.propagation.as_deref() {
+        None | Some("Orphan" | "Background" | "Foreground") => Ok(options),
+        Some(other) => Err(Status::failure(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            format!(
+                "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+            ),
+        )),
+    }
+}
+
+pub async fn delete(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
+    let options = delete_options(ctx, &body)?;
+    let name = ctx.name().to_owned();
+    for _ in 0..MAX_RETRIES {
+        let kv = current(ctx, &name).await?;
+        match delete_one(ctx, &kv, &options).await? {
+            Some(object) => return Ok(json_response(StatusCode::OK, &object)),
+            None => continue,
+        }
+    }
+    Err(stale(ctx))
+}
+
+/// Deletes one object, or marks it for deletion when finalizers must run first.
+/// `Ok(None)`: lost a race; retry.
+async fn delete_one(
+    ctx: &Ctx<'_>,
+    kv: &KeyValue,
+    options: &DeleteOptions,
+) -> ApiResult<Option<Value>> {
+    let mut object = decode(kv)?;
+    let name = meta_str(&object, "name").unwrap_or_default().to_owned();
+    if let Some(uid) = &options.precondition_uid
+        && meta_str(&object, "uid") != Some(uid.as_str())
+    {
+        return Err(ctx.conflict(
+            &name,
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                meta_str(&object, "uid").unwrap_or_default()
+            ),
+        ));
+    }
+    if let Some(rv) = &options.precondition_rv
+        && *rv != kv.mod_revision.to_string()
+    {
+        return Err(ctx.conflict(&name, &format!(
+            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+            kv.mod_revision
+        )));
+    }
+
+    let mut finalizers: Vec<Value> = metadata(&object)
+        .and_then(|m| m.get("finalizers"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let wanted = match options.propagation.as_deref() {
+        Some("Foreground") => Some("foregroundDeletion"),
+        Some("Orphan") => Some("orphan"),
+        _ => None,
+    };
+    // Recorded for the garbage collector, which removes it once dependents are handled.
+    if let Some(f) = wanted
+        && !finalizers.iter().any(|v| v == f)
+    {
+        finalizers.push(f.into());
+    }
+    let namespace_finalizing = is_namespace_with_spec_finalizers(ctx, &object);
+
+    if finalizers.is_empty() && !namespace_finalizing {
+        if ctx.params.dry_run {
+            return Ok(Some(object));
+        }
+        return match ctx.store().delete_if(&kv.key, kv.mod_revision).await.map_err(store_error)? {
+            WriteOutcome::Applied { .. } => {
+                if ctx.resource.group.is_empty() && ctx.resource.kind == "Namespace" {
+                    delete_namespace_contents(ctx, &name).await?;
+                }
+                Ok(Some(object))
+            }
+            WriteOutcome::Conflict { .. } => Ok(None),
+        };
+    }
+
+    // Graceful: mark it; whoever owns the finalizers removes them and the last removal deletes.
+    if let Some(meta) = metadata_mut(&mut object) {
+        if !meta.contains_key("deletionTimestamp") {
+            meta.insert("deletionTimestamp".into(), object::now().into());
+            meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+        }
+        if !finalizers.is_empty() {
+            meta.insert("finalizers".into(), Value::Array(finalizers));
+        }
+    }
+    if namespace_finalizing && let Some(map) = object.as_object_mut() {
+        map.insert("status".into(), json!({"phase": "Terminating"}));
+    }
+    if ctx.params.dry_run {
+        return Ok(Some(object));
+    }
+    let outcome = ctx
+        .store()
+        .update_if(&kv.key, encode(&object)?, kv.mod_revision, kv.lease)
+        .await
+        .map_err(store_error)?;
+    match outcome {
+        WriteOutcome::Applied { revision } => {
+            object::set_resource_version(&mut object, revision);
+            if namespace_finalizing {
+                finalize_namespace(ctx, &name).await?;
+            }
+            Ok(Some(object))
+        }
+        WriteOutcome::Conflict { .. } => Ok(None),
+    }
+}
+
+/// Until the namespace controller exists, the API server empties a terminating namespace
+/// itself and then removes it (what the controller and the `kubernetes` finalizer do upstream).
+async fn finalize_namespace(ctx: &Ctx<'_>, name: &str) -> ApiResult<()> {
+    delete_namespace_contents(ctx, name).await?;
+    let key = format!("/registry/namespaces/{name}");
+    for _ in 0..MAX_RETRIES {
+        let resp = ctx.store().range(RangeRequest::key(&key)).await.map_err(store_error)?;
+        let Some(kv) = resp.kvs.first() else { return Ok(()) };
+        let object = decode(kv)?;
+        let has_metadata_finalizers = metadata(&object)
+            .and_then(|m| m.get("finalizers"))
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
+        let outcome = if has_metadata_finalizers {
+            let mut finalized = object.clone();
+            if let Some(spec) = finalized.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.insert("finalizers".into(), json!([]));
+            }
+            ctx.store().update_if(&key, encode(&finalized)?, kv.mod_revision, kv.lease).await
+        } else {
+            ctx.store().delete_if(&key, kv.mod_revision).await
+        };
+        if let WriteOutcome::Applied { .. } = outcome.map_err(store_error)? {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+async fn delete_namespace_contents(ctx: &Ctx<'_>, namespace: &str) -> ApiResult<()> {
+    let mut prefixes: Vec<String> = ctx
+        .state
+        .catalog
+        .resources()
+        .iter()
+        .filter(|r| r.namespaced)
+        .map(|r| r.store_namespace_prefix(Some(namespace)))
+        .collect();
+    prefixes.sort();
+    prefixes.dedup();
+    for prefix in prefixes {
+        ctx.store().delete_range(&prefix, &prefix_end(&prefix)).await.map_err(store_error)?;
+    }
+    Ok(())
+}
+
+pub async fn delete_collection(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
+    let options = delete_options(ctx, &body)?;
+    let filter = Filter::from_ctx(ctx)?;
+    let page = list_page(ctx, &filter, None).await?;
+    let mut deleted = Vec::new();
+    for item in page.items {
+        let Some(name) = meta_str(&item, "name").map(str::to_owned) else { continue };
+        for _ in 0..MAX_RETRIES {
+            let kv = match current(ctx, &name).await {
+                Ok(kv) => kv,
+                Err(status) if status.code() == 404 => break,
+                Err(status) => return Err(status),
+            };
+            if let Some(object) = delete_one(ctx, &kv, &options).await? {
+                deleted.push(object);
+                break;
+            }
+        }
+    }
+    let list = json!({
+        "kind": ctx.resource.list_kind(),
+        "apiVersion": ctx.resource.api_version(),
+        "metadata": {"resourceVersion": page.revision.to_string()},
+        "items": deleted,
+    });
+    Ok(json_response(StatusCode::OK, &list))
+}
