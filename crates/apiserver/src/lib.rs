@@ -12,6 +12,7 @@
 mod discovery;
 mod error;
 mod health;
+mod openapi;
 pub mod pki;
 mod request;
 mod rest;

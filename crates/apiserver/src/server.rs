@@ -26,6 +26,7 @@ use tower::Service;
 use tracing::{debug, info, warn};
 
 use crate::health::{self, Health};
+use crate::openapi;
 use crate::pki::{self, Pki};
 use crate::rest::{self, ApiState};
 use crate::status::Status;
@@ -230,6 +231,9 @@ fn router(health: Arc<Health>, api: Arc<ApiState>) -> Router {
         .route("/api/{*rest}", any(rest::handle))
         .route("/apis", any(rest::handle))
         .route("/apis/{*rest}", any(rest::handle))
+        .route("/openapi/v2", get(openapi::v2))
+        .route("/openapi/v3", get(openapi::v3_root))
+        .route("/openapi/v3/{*path}", get(openapi::v3_document))
         .with_state(api)
         .fallback(|| async { Status::path_not_found() })
         .layer(middleware::from_fn(require_authenticated));

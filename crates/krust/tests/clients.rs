@@ -241,3 +241,74 @@ for event in w.stream(v1.list_namespaced_config_map, "default", resource_version
     let stdout = run_python(&server, script);
     assert_eq!(stdout.trim(), "ok");
 }
+
+#[test]
+#[ignore = "end-to-end: needs scripts/clients.sh; run with --include-ignored"]
+fn kubectl_scale_and_set_image_on_deployments() {
+    let server = start();
+    let k = |args: &[&str]| server.kubectl("1.30").args(args).run().expect("kubectl");
+    assert_eq!(
+        k(&["create", "deployment", "web", "--image=busybox:1"]).trim(),
+        "deployment.apps/web created"
+    );
+    assert_eq!(
+        k(&["scale", "deployment", "web", "--replicas=3"]).trim(),
+        "deployment.apps/web scaled"
+    );
+    assert_eq!(k(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "3");
+    let out = k(&["set", "image", "deployment/web", "busybox=busybox:2"]);
+    assert_eq!(out.trim(), "deployment.apps/web image updated");
+    assert_eq!(
+        k(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]),
+        "busybox:2"
+    );
+    let wide = k(&["get", "deploy", "web", "-o", "wide"]);
+    let header: Vec<&str> = wide.lines().next().expect("header").split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"],
+        "{wide}"
+    );
+    assert!(wide.contains("app=web"), "{wide}");
+    let out = k(&["delete", "deployment", "web", "--cascade=orphan"]);
+    assert_eq!(out.trim(), "deployment.apps \"web\" deleted");
+}
+
+#[test]
+#[ignore = "end-to-end: needs scripts/clients.sh; run with --include-ignored"]
+fn kubectl_cordon_taint_and_drain_a_registered_node() {
+    let server = start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = dir.path().join("node.json");
+    std::fs::write(&node, r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"n1","labels":{"kubernetes.io/hostname":"n1"}},"status":{"conditions":[{"type":"Ready","status":"True"}]}}"#).expect("write");
+    let pod = dir.path().join("pod.json");
+    std::fs::write(&pod, r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p1"},"spec":{"nodeName":"n1","containers":[{"name":"c","image":"busybox"}]}}"#).expect("write");
+    let k = |args: &[&str]| server.kubectl("1.33").args(args).run().expect("kubectl");
+    let node_path = node.to_str().expect("path");
+    assert_eq!(k(&["create", "-f", node_path, "--validate=false"]).trim(), "node/n1 created");
+    assert_eq!(k(&["cordon", "n1"]).trim(), "node/n1 cordoned");
+    let nodes = k(&["get", "nodes"]);
+    assert!(nodes.contains("Ready,SchedulingDisabled"), "{nodes}");
+    assert_eq!(k(&["taint", "nodes", "n1", "dedicated=db:NoSchedule"]).trim(), "node/n1 tainted");
+    assert_eq!(k(&["get", "node", "n1", "-o", "jsonpath={.spec.taints[0].key}"]), "dedicated");
+    assert_eq!(k(&["uncordon", "n1"]).trim(), "node/n1 uncordoned");
+
+    // drain: cordon, list the node's pods, evict them, wait until they are gone. A pod on a
+    // node is deleted gracefully (its kubelet finishes it), so drain is told not to wait.
+    k(&["create", "-f", pod.to_str().expect("path"), "--validate=false"]);
+    let out = server
+        .kubectl("1.33")
+        .args(["drain", "n1", "--force", "--grace-period=0", "--timeout=20s"])
+        .output()
+        .expect("drain");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("pod/p1 evicted"), "{stdout}\n{stderr}");
+    assert!(stdout.contains("node/n1 drained"), "{stdout}\n{stderr}");
+
+    // --grace-period=0 --force deletes a pod on a node at once.
+    k(&["create", "-f", pod.to_str().expect("path"), "--validate=false"]);
+    let out = k(&["delete", "pod", "p1", "--grace-period=0", "--force"]);
+    assert!(out.contains("pod \"p1\" force deleted"), "{out}");
+}

@@ -64,6 +64,7 @@ pub trait Store: Send + Sync + fmt::Debug {
 #[async_trait]
 pub trait WatchSource: Send {
     /// The next response; `None` after the stream ended (after a terminal error, if any).
+    /// Must be cancel-safe.
     async fn next(&mut self) -> Option<Result<WatchResponse>>;
 
     /// Asks for a progress notification: a response without events whose `header_revision`
@@ -84,6 +85,7 @@ impl WatchStream {
 
     /// The next response: events in revision order, or a progress notification.
     /// `None` once the watch ended; a terminal error is delivered once before that.
+    /// Cancel-safe: dropping the future (e.g. in `select!`) loses nothing.
     pub async fn next(&mut self) -> Option<Result<WatchResponse>> {
         self.source.next().await
     }

@@ -155,6 +155,11 @@ async fn automatic_compaction_bounds_history_and_file_size() -> anyhow::Result<(
     let size = db_size(&path);
     assert!(size < 8 * live, "database {size} bytes for {live} bytes of live data");
     store.shutdown().await?;
+    let conn = rusqlite::Connection::open(&path)?;
+    let auto_vacuum: i64 = conn.query_row("PRAGMA auto_vacuum", [], |row| row.get(0))?;
+    assert_eq!(auto_vacuum, 2, "incremental auto-vacuum");
+    let journal: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
+    assert_eq!(journal, "wal");
     Ok(())
 }
 

@@ -3,9 +3,11 @@
 //! catalog, and served from the store: get, list, watch, create, update, patch, delete and
 //! deletecollection, plus the `status` subresource.
 
+mod defaults;
 mod object;
 mod params;
 mod read;
+mod subresource;
 mod watch;
 mod write;
 
@@ -43,12 +45,23 @@ pub struct ApiState {
     pub store: Arc<dyn Store>,
     /// `host:port` clients use to reach this server (for `/api`'s address list).
     pub server_address: String,
+    /// Record the `orphan`/`foregroundDeletion` finalizers that deletion's propagation
+    /// policies ask for. Only while a garbage collector runs to remove them: without one
+    /// every such delete would hang, so until the controller manager exists the object is
+    /// deleted at once and its dependents are left alone (what orphaning does).
+    pub record_gc_finalizers: bool,
     event_lease: tokio::sync::Mutex<Option<(krust_store::LeaseId, Instant)>>,
 }
 
 impl ApiState {
     pub fn new(catalog: Catalog, store: Arc<dyn Store>, server_address: String) -> Self {
-        Self { catalog, store, server_address, event_lease: tokio::sync::Mutex::new(None) }
+        Self {
+            catalog,
+            store,
+            server_address,
+            record_gc_finalizers: false,
+            event_lease: tokio::sync::Mutex::new(None),
+        }
     }
 
     /// The store lease a new object of `resource` is attached to (0: none). Events get one
@@ -123,10 +136,30 @@ async fn dispatch(state: &ApiState, request: Request) -> ApiResult {
     check_scope(&resource, &req)?;
 
     let ctx = Ctx { state, resource, req, params, accept, headers: parts.headers };
-    match ctx.req.subresource.as_deref() {
-        None => {}
-        Some("status") if ctx.resource.subresource("status").is_some() => {}
-        Some(_) => return Err(Status::path_not_found()),
+    let is_pods = ctx.resource.group.is_empty() && ctx.resource.plural == "pods";
+    match (ctx.req.subresource.as_deref(), ctx.req.verb) {
+        (None, _) => {}
+        (Some("status"), Verb::Get | Verb::Update | Verb::Patch)
+            if ctx.resource.subresource("status").is_some() => {}
+        (Some("scale"), Verb::Get | Verb::Update | Verb::Patch)
+            if ctx.resource.subresource("scale").is_some() =>
+        {
+            return subresource::scale(&ctx, read_body(body).await?).await;
+        }
+        (Some("binding"), Verb::Create) if is_pods => {
+            let name = ctx.req.name.clone();
+            return subresource::bind(&ctx, name.as_deref(), read_body(body).await?).await;
+        }
+        (Some("eviction"), Verb::Create) if is_pods => {
+            return subresource::evict(&ctx, read_body(body).await?).await;
+        }
+        (Some(_), _) => return Err(Status::path_not_found()),
+    }
+    if ctx.resource.group.is_empty()
+        && ctx.resource.plural == "bindings"
+        && ctx.req.verb == Verb::Create
+    {
+        return subresource::bind(&ctx, None, read_body(body).await?).await;
     }
     if ctx.req.subresource.is_none() && !ctx.resource.has_verb(ctx.req.verb.as_str()) {
         return Err(Status::method_not_allowed());
@@ -145,6 +178,7 @@ async fn dispatch(state: &ApiState, request: Request) -> ApiResult {
 }
 
 /// Everything a handler needs about one request.
+#[derive(Clone)]
 struct Ctx<'a> {
     state: &'a ApiState,
     resource: Resource,

@@ -54,6 +54,20 @@ pub fn metadata_mut(object: &mut Value) -> Option<&mut Map<String, Value>> {
     meta.as_object_mut()
 }
 
+/// The map at `path` inside `object`, created (replacing any non-object on the way) when
+/// missing. `None` only if `object` itself is not a JSON object.
+pub fn object_at<'a>(object: &'a mut Value, path: &[&str]) -> Option<&'a mut Map<String, Value>> {
+    let mut current = object.as_object_mut()?;
+    for key in path {
+        let entry = current.entry(key.to_string()).or_insert_with(|| json!({}));
+        if !entry.is_object() {
+            *entry = json!({});
+        }
+        current = entry.as_object_mut()?;
+    }
+    Some(current)
+}
+
 pub fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
     metadata(object)?.get(field)?.as_str()
 }

@@ -21,10 +21,16 @@ struct Api {
 }
 
 async fn api() -> Api {
+    api_with(|_| {}).await
+}
+
+async fn api_with(configure: impl FnOnce(&mut ApiState)) -> Api {
     let store: Arc<dyn Store> =
         Arc::new(MemoryStore::new(MemoryConfig::default()).expect("memory store"));
     ensure_namespaces(store.as_ref()).await.expect("namespaces");
-    let state = Arc::new(ApiState::new(Catalog::builtin(), store.clone(), "127.0.0.1:6443".into()));
+    let mut state = ApiState::new(Catalog::builtin(), store.clone(), "127.0.0.1:6443".into());
+    configure(&mut state);
+    let state = Arc::new(state);
     let router = Router::new()
         .route("/api", any(handle))
         .route("/api/{*rest}", any(handle))
@@ -477,4 +483,182 @@ async fn unknown_resources_and_verbs() {
         StatusCode::NOT_FOUND,
         "a namespaced resource is not addressed by name without a namespace"
     );
+}
+
+const DEPLOYS: &str = "/apis/apps/v1/namespaces/default/deployments";
+const PODS: &str = "/api/v1/namespaces/default/pods";
+
+fn deployment(name: &str) -> Value {
+    json!({"metadata": {"name": name}, "spec": {"replicas": 2,
+        "selector": {"matchLabels": {"app": name}},
+        "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})
+}
+
+#[tokio::test]
+async fn scale_subresource_reads_and_writes_replicas() {
+    let api = api().await;
+    let (code, created) = api.post(DEPLOYS, deployment("web")).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    assert_eq!(created["spec"]["strategy"]["type"], "RollingUpdate", "defaults applied");
+
+    let (code, scale) = api.get(&format!("{DEPLOYS}/web/scale")).await;
+    assert_eq!(code, StatusCode::OK, "{scale}");
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["apiVersion"], "autoscaling/v1");
+    assert_eq!(scale["spec"]["replicas"], 2);
+    assert_eq!(scale["status"]["selector"], "app=web");
+
+    // kubectl scale: a merge patch on the Scale.
+    let (code, scaled) = api
+        .call(
+            "PATCH",
+            &format!("{DEPLOYS}/web/scale"),
+            Some("application/merge-patch+json"),
+            Some(json!({"spec": {"replicas": 5}})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{scaled}");
+    assert_eq!(scaled["spec"]["replicas"], 5);
+    let (_, deploy) = api.get(&format!("{DEPLOYS}/web")).await;
+    assert_eq!(deploy["spec"]["replicas"], 5);
+    assert_eq!(deploy["metadata"]["generation"], 2);
+
+    let (code, status) = api.call("PUT", &format!("{DEPLOYS}/web/scale"), Some("application/json"), Some(json!({"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": {"name": "web"}, "spec": {"replicas": -1}}))).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{status}");
+    let (code, _) = api.get(&format!("{CMS}/x/scale")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "configmaps have no scale");
+}
+
+fn pod(name: &str) -> Value {
+    json!({"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+}
+
+#[tokio::test]
+async fn binding_assigns_a_pod_once() {
+    let api = api().await;
+    let (code, created) = api.post(PODS, pod("p")).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    assert_eq!(created["status"]["phase"], "Pending");
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"kind": "Node", "name": "n1"}});
+    let (code, status) = api.post(&format!("{PODS}/p/binding"), binding.clone()).await;
+    assert_eq!(code, StatusCode::CREATED, "{status}");
+    assert_eq!(status["status"], "Success");
+    let (_, bound) = api.get(&format!("{PODS}/p")).await;
+    assert_eq!(bound["spec"]["nodeName"], "n1");
+    let scheduled = bound["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "PodScheduled"))
+        .cloned();
+    assert_eq!(scheduled.map(|c| c["status"].clone()), Some(json!("True")));
+
+    let (code, status) = api.post(&format!("{PODS}/p/binding"), binding).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("is already assigned to node \"n1\"")),
+        "{status}"
+    );
+
+    // The `bindings` resource does the same, naming the pod in the body.
+    api.post(PODS, pod("q")).await;
+    let (code, _) = api
+        .post(
+            "/api/v1/namespaces/default/bindings",
+            json!({"metadata": {"name": "q"}, "target": {"kind": "Node", "name": "n2"}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (_, q) = api.get(&format!("{PODS}/q")).await;
+    assert_eq!(q["spec"]["nodeName"], "n2");
+}
+
+#[tokio::test]
+async fn pods_on_a_node_are_deleted_gracefully() {
+    let api = api().await;
+    // Not on a node: gone at once.
+    api.post(PODS, pod("unbound")).await;
+    let (code, _) = api.call("DELETE", &format!("{PODS}/unbound"), None, None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(api.get(&format!("{PODS}/unbound")).await.0, StatusCode::NOT_FOUND);
+
+    let mut bound = pod("bound");
+    bound["spec"]["nodeName"] = json!("n1");
+    api.post(PODS, bound).await;
+    let (code, marked) = api.call("DELETE", &format!("{PODS}/bound"), None, None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 30);
+    assert!(marked["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(api.get(&format!("{PODS}/bound")).await.0, StatusCode::OK, "waits for the kubelet");
+
+    // The kubelet (or --grace-period=0 --force) finishes it.
+    let (code, _) =
+        api.call("DELETE", &format!("{PODS}/bound?gracePeriodSeconds=0"), None, None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(api.get(&format!("{PODS}/bound")).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn eviction_deletes_the_pod() {
+    let api = api().await;
+    api.post(PODS, pod("e")).await;
+    let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "e", "namespace": "default"}});
+    let (code, status) = api.post(&format!("{PODS}/e/eviction"), eviction).await;
+    assert_eq!(code, StatusCode::CREATED, "{status}");
+    assert_eq!(api.get(&format!("{PODS}/e")).await.0, StatusCode::NOT_FOUND);
+    let (code, _) = api
+        .post(&format!("{PODS}/missing/eviction"), json!({"metadata": {"name": "missing"}}))
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn strategic_merge_patch_merges_containers_by_name() {
+    let api = api().await;
+    api.post(DEPLOYS, deployment("smp")).await;
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox:2"}]}}}});
+    let (code, patched) = api
+        .call(
+            "PATCH",
+            &format!("{DEPLOYS}/smp"),
+            Some("application/strategic-merge-patch+json"),
+            Some(patch),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{patched}");
+    let c = &patched["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["image"], "busybox:2");
+    assert_eq!(
+        c["terminationMessagePath"], "/dev/termination-log",
+        "other fields of the container stay"
+    );
+}
+
+#[tokio::test]
+async fn propagation_policies_record_finalizers_for_the_garbage_collector() {
+    let api = api_with(|s| s.record_gc_finalizers = true).await;
+    api.post(DEPLOYS, deployment("fg")).await;
+    let (code, marked) = api
+        .call(
+            "DELETE",
+            &format!("{DEPLOYS}/fg"),
+            Some("application/json"),
+            Some(json!({"propagationPolicy": "Foreground"})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(marked["metadata"]["finalizers"], json!(["foregroundDeletion"]));
+    assert!(marked["metadata"]["deletionTimestamp"].is_string());
+    api.post(DEPLOYS, deployment("or")).await;
+    let (_, marked) =
+        api.call("DELETE", &format!("{DEPLOYS}/or?propagationPolicy=Orphan"), None, None).await;
+    assert_eq!(marked["metadata"]["finalizers"], json!(["orphan"]));
+
+    // Without a garbage collector the same deletes complete at once.
+    let plain = api_with(|_| {}).await;
+    plain.post(DEPLOYS, deployment("or")).await;
+    let (code, _) =
+        plain.call("DELETE", &format!("{DEPLOYS}/or?propagationPolicy=Orphan"), None, None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(plain.get(&format!("{DEPLOYS}/or")).await.0, StatusCode::NOT_FOUND);
 }

@@ -2,7 +2,6 @@
 
 use axum::body::Bytes;
 use axum::http::{StatusCode, header};
-use axum::response::Response;
 use krust_store::{KeyValue, RangeRequest, StoreExt, WriteOutcome, prefix_end};
 use serde_json::{Value, json};
 
@@ -29,7 +28,7 @@ fn content_type(ctx: &Ctx<'_>) -> String {
 
 /// A create or update body: JSON (a missing Content-Type means JSON, as the Python client
 /// sends it).
-fn decode_body(ctx: &Ctx<'_>, body: &Bytes) -> ApiResult<Value> {
+pub(super) fn decode_body(ctx: &Ctx<'_>, body: &Bytes) -> ApiResult<Value> {
     let ct = content_type(ctx);
     if !(ct.is_empty() || ct == JSON || ct == "*/*") {
         return Err(Status::unsupported_media_type(&ct, &[JSON]));
@@ -140,6 +139,11 @@ fn has_status_subresource(ctx: &Ctx<'_>) -> bool {
     ctx.resource.subresource("status").is_some()
 }
 
+/// Nodes are created by their kubelet with status filled in (upstream's node strategy keeps it).
+fn keeps_status_on_create(ctx: &Ctx<'_>) -> bool {
+    ctx.resource.group.is_empty() && ctx.resource.kind == "Node"
+}
+
 /// What upstream's create strategies reset: server-owned metadata, and status where a
 /// status subresource owns it.
 fn prepare_for_create(ctx: &Ctx<'_>, object: &mut Value) {
@@ -159,26 +163,30 @@ fn prepare_for_create(ctx: &Ctx<'_>, object: &mut Value) {
         }
     }
     let is_namespace = ctx.resource.group.is_empty() && ctx.resource.kind == "Namespace";
-    if let Some(map) = object.as_object_mut() {
-        if is_namespace {
-            // Namespace strategy: the `kubernetes` finalizer lets the namespace controller
-            // empty it before it goes; a new namespace is Active.
-            let spec = map.entry("spec").or_insert_with(|| json!({}));
-            if spec.get("finalizers").is_none() {
-                spec["finalizers"] = json!(["kubernetes"]);
-            }
-            map.insert("status".into(), json!({"phase": "Active"}));
-            let name = map.get("metadata").and_then(|m| m.get("name")).cloned();
-            if let (Some(name), Some(Value::Object(meta))) = (name, map.get_mut("metadata")) {
-                let labels = meta.entry("labels").or_insert_with(|| json!({}));
-                if labels.is_object() {
-                    labels["kubernetes.io/metadata.name"] = name;
-                }
-            }
-        } else if has_status_subresource(ctx) {
-            map.remove("status");
+    if is_namespace {
+        // Namespace strategy: the `kubernetes` finalizer lets the namespace controller empty
+        // it before it goes; a new namespace is Active and labelled with its name.
+        let name = meta_str(object, "name").map(str::to_owned);
+        if let Some(spec) = object::object_at(object, &["spec"])
+            && spec.get("finalizers").is_none()
+        {
+            spec.insert("finalizers".into(), json!(["kubernetes"]));
         }
+        if let Some(map) = object.as_object_mut() {
+            map.insert("status".into(), json!({"phase": "Active"}));
+        }
+        if let (Some(name), Some(labels)) =
+            (name, object::object_at(object, &["metadata", "labels"]))
+        {
+            labels.insert("kubernetes.io/metadata.name".into(), name.into());
+        }
+    } else if has_status_subresource(ctx)
+        && !keeps_status_on_create(ctx)
+        && let Some(map) = object.as_object_mut()
+    {
+        map.remove("status");
     }
+    super::defaults::apply(ctx.resource.group, ctx.resource.kind, object);
 }
 
 pub async fn create(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
@@ -227,7 +235,7 @@ pub async fn create(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
     }
 }
 
-async fn current(ctx: &Ctx<'_>, name: &str) -> ApiResult<KeyValue> {
+pub(super) async fn current(ctx: &Ctx<'_>, name: &str) -> ApiResult<KeyValue> {
     let resp = ctx.store().range(RangeRequest::key(ctx.key(name))).await.map_err(store_error)?;
     resp.kvs.into_iter().next().ok_or_else(|| ctx.not_found(name))
 }
@@ -290,14 +298,38 @@ fn without_rv(object: &Value) -> Value {
 
 /// Writes `new` over the stored `kv` with compare-and-swap. `Ok(None)` means another writer
 /// won the race and the caller may retry.
-async fn write_update(ctx: &Ctx<'_>, kv: &KeyValue, new: Value) -> ApiResult<Option<Response>> {
+pub(super) async fn write_update(
+    ctx: &Ctx<'_>,
+    kv: &KeyValue,
+    new: Value,
+) -> ApiResult<Option<Value>> {
     let old = decode(kv)?;
-    let name = ctx.name().to_owned();
-    let mut merged = merge_for_update(ctx, &old, new);
+    let merged = merge_for_update(ctx, &old, new);
+    write_merged(ctx, kv, &old, merged).await
+}
+
+/// Writes `object` as given (server-owned fields already in place): for writes that span
+/// spec and status, such as a binding.
+pub(super) async fn write_whole(
+    ctx: &Ctx<'_>,
+    kv: &KeyValue,
+    object: Value,
+) -> ApiResult<Option<Value>> {
+    let old = decode(kv)?;
+    write_merged(ctx, kv, &old, object).await
+}
+
+async fn write_merged(
+    ctx: &Ctx<'_>,
+    kv: &KeyValue,
+    old: &Value,
+    mut merged: Value,
+) -> ApiResult<Option<Value>> {
+    let name = meta_str(old, "name").unwrap_or_default().to_owned();
 
     // A no-op write is not written: the resourceVersion stays, watchers see nothing.
-    if without_rv(&merged) == without_rv(&old) {
-        return Ok(Some(json_response(StatusCode::OK, &old)));
+    if without_rv(&merged) == without_rv(old) {
+        return Ok(Some(old.clone()));
     }
     // The last finalizer gone from an object being deleted: it goes now.
     let finalizers_empty = metadata(&merged)
@@ -306,7 +338,7 @@ async fn write_update(ctx: &Ctx<'_>, kv: &KeyValue, new: Value) -> ApiResult<Opt
         .is_none_or(Vec::is_empty);
     let deleting = meta_str(&merged, "deletionTimestamp").is_some();
     if ctx.params.dry_run {
-        return Ok(Some(json_response(StatusCode::OK, &merged)));
+        return Ok(Some(merged));
     }
     if deleting && finalizers_empty && !is_namespace_with_spec_finalizers(ctx, &merged) {
         return match ctx
@@ -315,7 +347,7 @@ async fn write_update(ctx: &Ctx<'_>, kv: &KeyValue, new: Value) -> ApiResult<Opt
             .await
             .map_err(store_error)?
         {
-            WriteOutcome::Applied { .. } => Ok(Some(json_response(StatusCode::OK, &merged))),
+            WriteOutcome::Applied { .. } => Ok(Some(merged)),
             WriteOutcome::Conflict { .. } => Ok(None),
         };
     }
@@ -327,7 +359,7 @@ async fn write_update(ctx: &Ctx<'_>, kv: &KeyValue, new: Value) -> ApiResult<Opt
     match outcome {
         WriteOutcome::Applied { revision } => {
             object::set_resource_version(&mut merged, revision);
-            Ok(Some(json_response(StatusCode::OK, &merged)))
+            Ok(Some(merged))
         }
         WriteOutcome::Conflict { current: None } => Err(ctx.not_found(&name)),
         WriteOutcome::Conflict { current: Some(_) } => Ok(None),
@@ -377,8 +409,8 @@ pub async fn update(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
         if precondition.is_some_and(|rv| rv != kv.mod_revision) {
             return Err(stale(ctx));
         }
-        if let Some(response) = write_update(ctx, &kv, new.clone()).await? {
-            return Ok(response);
+        if let Some(object) = write_update(ctx, &kv, new.clone()).await? {
+            return Ok(json_response(StatusCode::OK, &object));
         }
         if precondition.is_some() {
             return Err(stale(ctx));
@@ -387,10 +419,13 @@ pub async fn update(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
     Err(stale(ctx))
 }
 
-pub async fn patch(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
+/// The patch type of a PATCH request and its decoded body.
+pub(super) fn read_patch(ctx: &Ctx<'_>, body: &Bytes) -> ApiResult<(&'static str, Value)> {
     let ct = content_type(ctx);
     let patch_kind = match ct.as_str() {
-        JSON_PATCH | MERGE_PATCH | STRATEGIC_MERGE_PATCH => ct.as_str(),
+        JSON_PATCH => JSON_PATCH,
+        MERGE_PATCH => MERGE_PATCH,
+        STRATEGIC_MERGE_PATCH => STRATEGIC_MERGE_PATCH,
         _ => {
             return Err(Status::unsupported_media_type(
                 &ct,
@@ -398,40 +433,51 @@ pub async fn patch(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
             ));
         }
     };
-    let patch: Value = serde_json::from_slice(&body)
+    let patch: Value = serde_json::from_slice(body)
         .map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
+    Ok((patch_kind, patch))
+}
+
+/// Applies a decoded patch of `patch_kind` to `target`.
+pub(super) fn apply_patch(patch_kind: &str, target: &mut Value, patch: &Value) -> ApiResult<()> {
+    let mut patched = std::mem::take(target);
+    match patch_kind {
+        JSON_PATCH => {
+            let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+                .map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
+            json_patch::patch(&mut patched, &ops).map_err(|e| {
+                Status::failure(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    format!("the server rejected our request due to an error in our request: {e}"),
+                )
+            })?;
+        }
+        STRATEGIC_MERGE_PATCH => {
+            krust_api::strategic::apply(&mut patched, patch)
+                .map_err(|e| Status::bad_request(e.to_string()))?;
+        }
+        _ => {
+            if !patch.is_object() {
+                return Err(Status::bad_request(
+                    "error decoding patch: a merge patch must be a JSON object",
+                ));
+            }
+            json_patch::merge(&mut patched, patch);
+        }
+    }
+    *target = patched;
+    Ok(())
+}
+
+pub async fn patch(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
+    let (patch_kind, patch) = read_patch(ctx, &body)?;
     let name = ctx.name();
     for _ in 0..MAX_RETRIES {
         let kv = current(ctx, name).await?;
         let old = decode(&kv)?;
         let mut patched = old.clone();
-        match patch_kind {
-            JSON_PATCH => {
-                let ops: json_patch::Patch = serde_json::from_value(patch.clone())
-                    .map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
-                json_patch::patch(&mut patched, &ops).map_err(|e| {
-                    Status::failure(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "Invalid",
-                        format!(
-                            "the server rejected our request due to an error in our request: {e}"
-                        ),
-                    )
-                })?;
-            }
-            STRATEGIC_MERGE_PATCH => {
-                krust_api::strategic::apply(&mut patched, &patch)
-                    .map_err(|e| Status::bad_request(e.to_string()))?;
-            }
-            _ => {
-                if !patch.is_object() {
-                    return Err(Status::bad_request(
-                        "error decoding patch: a merge patch must be a JSON object",
-                    ));
-                }
-                json_patch::merge(&mut patched, &patch);
-            }
-        }
+        apply_patch(patch_kind, &mut patched, &patch)?;
         // A resourceVersion in the patch is a precondition, as upstream treats it.
         let precondition = meta_str(&patched, "resourceVersion").map(str::to_owned);
         if let Some(rv) = precondition.as_deref()
@@ -450,8 +496,8 @@ pub async fn patch(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
                 &[("metadata.name".into(), "Invalid value: the name cannot be changed".into())],
             ));
         }
-        if let Some(response) = write_update(ctx, &kv, patched).await? {
-            return Ok(response);
+        if let Some(object) = write_update(ctx, &kv, patched).await? {
+            return Ok(json_response(StatusCode::OK, &object));
         }
         if precondition.is_some() {
             return Err(stale(ctx));
@@ -465,22 +511,31 @@ struct DeleteOptions {
     propagation: Option<String>,
     precondition_uid: Option<String>,
     precondition_rv: Option<String>,
+    grace_period: Option<i64>,
 }
 
 fn delete_options(ctx: &Ctx<'_>, body: &Bytes) -> ApiResult<DeleteOptions> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return delete_options_from(ctx, &Value::Null);
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Status::bad_request(format!("error decoding DeleteOptions: {e}")))?;
+    delete_options_from(ctx, &value)
+}
+
+fn delete_options_from(ctx: &Ctx<'_>, value: &Value) -> ApiResult<DeleteOptions> {
     let mut options = DeleteOptions {
         propagation: ctx.params.propagation_policy.clone(),
         precondition_uid: None,
         precondition_rv: None,
+        grace_period: ctx.params.grace_period_seconds,
     };
     if ctx.params.orphan_dependents == Some(true) && options.propagation.is_none() {
         options.propagation = Some("Orphan".into());
     }
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(options);
+    if let Some(grace) = value.get("gracePeriodSeconds").and_then(Value::as_i64) {
+        options.grace_period = Some(grace);
     }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| Status::bad_request(format!("error decoding DeleteOptions: {e}")))?;
     if let Some(p) = value.get("propagationPolicy").and_then(Value::as_str) {
         options.propagation = Some(p.to_owned());
     } else if value.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
@@ -510,15 +565,47 @@ fn delete_options(ctx: &Ctx<'_>, body: &Bytes) -> ApiResult<DeleteOptions> {
 
 pub async fn delete(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
     let options = delete_options(ctx, &body)?;
-    let name = ctx.name().to_owned();
+    let object = delete_with(ctx, ctx.name(), &options).await?;
+    Ok(json_response(StatusCode::OK, &object))
+}
+
+/// Deletes `name` with `options` given as a DeleteOptions JSON value (an eviction's).
+pub(super) async fn delete_named(ctx: &Ctx<'_>, name: &str, options: &Value) -> ApiResult<Value> {
+    let options = delete_options_from(ctx, options)?;
+    delete_with(ctx, name, &options).await
+}
+
+async fn delete_with(ctx: &Ctx<'_>, name: &str, options: &DeleteOptions) -> ApiResult<Value> {
     for _ in 0..MAX_RETRIES {
-        let kv = current(ctx, &name).await?;
-        match delete_one(ctx, &kv, &options).await? {
-            Some(object) => return Ok(json_response(StatusCode::OK, &object)),
-            None => continue,
+        let kv = current(ctx, name).await?;
+        if let Some(object) = delete_one(ctx, &kv, options).await? {
+            return Ok(object);
         }
     }
     Err(stale(ctx))
+}
+
+/// How long a pod bound to a node gets to stop (upstream's pod strategy): the request's
+/// grace period, else the pod's `terminationGracePeriodSeconds`, else 30 s. Pods that never
+/// reached a node, or already finished, go at once.
+fn pod_grace_period(ctx: &Ctx<'_>, pod: &Value, options: &DeleteOptions) -> Option<i64> {
+    if !(ctx.resource.group.is_empty() && ctx.resource.kind == "Pod") {
+        return None;
+    }
+    let bound =
+        pod.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+    let finished = matches!(
+        pod.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    );
+    if !bound || finished {
+        return None;
+    }
+    let grace = options
+        .grace_period
+        .or_else(|| pod.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+        .unwrap_or(30);
+    (grace > 0).then_some(grace)
 }
 
 /// Deletes one object, or marks it for deletion when finalizers must run first.
@@ -556,6 +643,7 @@ async fn delete_one(
         .cloned()
         .unwrap_or_default();
     let wanted = match options.propagation.as_deref() {
+        _ if !ctx.state.record_gc_finalizers => None,
         Some("Foreground") => Some("foregroundDeletion"),
         Some("Orphan") => Some("orphan"),
         _ => None,
@@ -567,6 +655,45 @@ async fn delete_one(
         finalizers.push(f.into());
     }
     let namespace_finalizing = is_namespace_with_spec_finalizers(ctx, &object);
+    let grace = pod_grace_period(ctx, &object, options);
+
+    if let Some(grace) = grace {
+        // Graceful pod deletion: the kubelet stops the containers, then deletes with grace 0.
+        let deadline = time::OffsetDateTime::now_utc() + time::Duration::seconds(grace);
+        let current_grace = metadata(&object)
+            .and_then(|m| m.get("deletionGracePeriodSeconds"))
+            .and_then(Value::as_i64);
+        if current_grace.is_some_and(|g| g <= grace) {
+            return Ok(Some(object));
+        }
+        if let Some(meta) = metadata_mut(&mut object) {
+            let stamp = deadline
+                .replace_nanosecond(0)
+                .ok()
+                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+                .unwrap_or_else(object::now);
+            meta.insert("deletionTimestamp".into(), stamp.into());
+            meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            if !finalizers.is_empty() {
+                meta.insert("finalizers".into(), Value::Array(finalizers));
+            }
+        }
+        if ctx.params.dry_run {
+            return Ok(Some(object));
+        }
+        let outcome = ctx
+            .store()
+            .update_if(&kv.key, encode(&object)?, kv.mod_revision, kv.lease)
+            .await
+            .map_err(store_error)?;
+        return match outcome {
+            WriteOutcome::Applied { revision } => {
+                object::set_resource_version(&mut object, revision);
+                Ok(Some(object))
+            }
+            WriteOutcome::Conflict { .. } => Ok(None),
+        };
+    }
 
     if finalizers.is_empty() && !namespace_finalizing {
         if ctx.params.dry_run {

@@ -255,9 +255,11 @@ impl Writer {
         let leases = &mut self.leases;
         let mut backing = SqlBacking { conn, compact_revision, revision: 0, next_sub: 0 };
 
+        // Takes an applied transaction's events; hands back its response.
         let mut commit_applied = |applied: Applied, revision: &mut Revision| {
             *revision = (*revision).max(applied.response.header_revision);
             events.extend(applied.events);
+            applied.response
         };
 
         for id in expired {
@@ -265,7 +267,7 @@ impl Writer {
                 delete_lease_row(conn, id)?;
                 Ok(applied)
             }) {
-                Ok(applied) => commit_applied(applied, &mut revision),
+                Ok(applied) => drop(commit_applied(applied, &mut revision)),
                 Err(e) if e.is_storage() => {
                     failure = Some(e);
                     break;
@@ -283,9 +285,7 @@ impl Writer {
                 Request::Txn { req, reply } => {
                     match apply_txn(&mut backing, leases, now, &req, revision) {
                         Ok(applied) => {
-                            let response = applied.response.clone();
-                            commit_applied(applied, &mut revision);
-                            Reply::Txn(reply, Ok(response))
+                            Reply::Txn(reply, Ok(commit_applied(applied, &mut revision)))
                         }
                         Err(e) => Reply::Txn(reply, Err(e)),
                     }
@@ -309,7 +309,7 @@ impl Writer {
                     });
                     match result {
                         Ok(applied) => {
-                            commit_applied(applied, &mut revision);
+                            drop(commit_applied(applied, &mut revision));
                             Reply::Unit(reply, Ok(()))
                         }
                         Err(e) => Reply::Unit(reply, Err(e)),

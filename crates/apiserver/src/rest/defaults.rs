@@ -1,0 +1,210 @@
+//! Defaulting on create, as upstream's `SetDefaults_*` functions fill the fields clients leave
+//! out (only the kinds whose defaults other components rely on; more arrive with validation).
+
+use serde_json::{Map, Value, json};
+
+use super::object::object_at;
+
+/// Fills defaults of a new object of `group`/`kind` in place.
+pub fn apply(group: &str, kind: &str, object: &mut Value) {
+    match (group, kind) {
+        ("", "Pod") => {
+            if let Some(spec) = object.get_mut("spec") {
+                pod_spec(spec);
+            }
+            let qos = qos_class(object.get("spec").unwrap_or(&Value::Null));
+            if let Some(map) = object.as_object_mut() {
+                map.insert("status".into(), json!({"phase": "Pending", "qosClass": qos}));
+            }
+        }
+        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
+        | ("", "ReplicationController") => {
+            workload(kind, object);
+        }
+        ("", "Service") => service(object),
+        ("", "PodTemplate") => {
+            if let Some(spec) = object.pointer_mut("/template/spec") {
+                pod_spec(spec);
+            }
+        }
+        ("batch", "Job") => {
+            if let Some(spec) = object.pointer_mut("/spec/template/spec") {
+                pod_spec(spec);
+            }
+            let Some(spec) = object_at(object, &["spec"]) else { return };
+            default(spec, "parallelism", json!(1));
+            default(spec, "backoffLimit", json!(6));
+            default(spec, "completionMode", json!("NonIndexed"));
+            default(spec, "suspend", json!(false));
+        }
+        _ => {}
+    }
+}
+
+fn default(map: &mut Map<String, Value>, key: &str, value: Value) {
+    if map.get(key).is_none_or(Value::is_null) {
+        map.insert(key.into(), value);
+    }
+}
+
+fn pod_spec(spec: &mut Value) {
+    let Some(map) = spec.as_object_mut() else { return };
+    default(map, "restartPolicy", json!("Always"));
+    default(map, "terminationGracePeriodSeconds", json!(30));
+    default(map, "dnsPolicy", json!("ClusterFirst"));
+    default(map, "securityContext", json!({}));
+    default(map, "schedulerName", json!("default-scheduler"));
+    default(map, "enableServiceLinks", json!(true));
+    if let Some(Value::Array(containers)) = map.get_mut("containers") {
+        containers.iter_mut().for_each(container);
+    }
+    if let Some(Value::Array(containers)) = map.get_mut("initContainers") {
+        containers.iter_mut().for_each(container);
+    }
+}
+
+fn container(c: &mut Value) {
+    let image = c.get("image").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let Some(map) = c.as_object_mut() else { return };
+    default(map, "terminationMessagePath", json!("/dev/termination-log"));
+    default(map, "terminationMessagePolicy", json!("File"));
+    // `:latest` or no tag pulls always; a tag or digest pulls if not present.
+    let last = image.rsplit('/').next().unwrap_or_default();
+    let tagged = last.contains(':') && !last.ends_with(":latest") || image.contains('@');
+    default(map, "imagePullPolicy", json!(if tagged { "IfNotPresent" } else { "Always" }));
+    default(map, "resources", json!({}));
+    if let Some(Value::Array(ports)) = map.get_mut("ports") {
+        for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+            default(port, "protocol", json!("TCP"));
+        }
+    }
+}
+
+/// Upstream's QoS class: BestEffort without requests or limits, Guaranteed when every
+/// container limits cpu and memory with requests equal to limits, Burstable otherwise.
+fn qos_class(spec: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|f| spec.get(*f).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let any_set = containers.iter().any(|c| {
+        ["requests", "limits"].iter().any(|k| {
+            c.pointer(&format!("/resources/{k}"))
+                .and_then(Value::as_object)
+                .is_some_and(|m| !m.is_empty())
+        })
+    });
+    if !any_set {
+        return "BestEffort";
+    }
+    let guaranteed = containers.iter().all(|c| {
+        ["cpu", "memory"].iter().all(|r| {
+            let limit = c.pointer(&format!("/resources/limits/{r}"));
+            let request = c.pointer(&format!("/resources/requests/{r}"));
+            limit.is_some() && (request.is_none() || request == limit)
+        })
+    });
+    if guaranteed { "Guaranteed" } else { "Burstable" }
+}
+
+fn workload(kind: &str, object: &mut Value) {
+    if let Some(spec) = object.pointer_mut("/spec/template/spec") {
+        pod_spec(spec);
+    }
+    let Some(spec) = object_at(object, &["spec"]) else { return };
+    default(spec, "replicas", json!(1));
+    match kind {
+        "Deployment" => {
+            default(
+                spec,
+                "strategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+            );
+            default(spec, "revisionHistoryLimit", json!(10));
+            default(spec, "progressDeadlineSeconds", json!(600));
+        }
+        "StatefulSet" => {
+            default(spec, "podManagementPolicy", json!("OrderedReady"));
+            default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+            );
+            default(spec, "revisionHistoryLimit", json!(10));
+        }
+        "DaemonSet" => {
+            spec.remove("replicas");
+            default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+            );
+            default(spec, "revisionHistoryLimit", json!(10));
+        }
+        "ReplicationController" => {
+            // An RC without a selector selects its template's labels (upstream default).
+            let labels = spec.get("template").and_then(|t| t.pointer("/metadata/labels")).cloned();
+            if spec.get("selector").is_none_or(|s| s.as_object().is_none_or(Map::is_empty))
+                && let Some(labels) = labels
+            {
+                spec.insert("selector".into(), labels);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn service(object: &mut Value) {
+    let Some(spec) = object_at(object, &["spec"]) else { return };
+    default(spec, "type", json!("ClusterIP"));
+    default(spec, "sessionAffinity", json!("None"));
+    if let Some(Value::Array(ports)) = spec.get_mut("ports") {
+        for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+            default(port, "protocol", json!("TCP"));
+            if let Some(p) = port.get("port").cloned() {
+                default(port, "targetPort", p);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_get_upstream_defaults_and_qos() {
+        let mut pod = json!({"spec": {"containers": [{"name": "c", "image": "nginx"}, {"name": "d", "image": "busybox:1.36"}]}});
+        apply("", "Pod", &mut pod);
+        assert_eq!(pod["spec"]["restartPolicy"], "Always");
+        assert_eq!(pod["spec"]["schedulerName"], "default-scheduler");
+        assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
+        assert_eq!(pod["spec"]["containers"][1]["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(pod["status"], json!({"phase": "Pending", "qosClass": "BestEffort"}));
+
+        let mut guaranteed = json!({"spec": {"containers": [{"name": "c", "image": "x", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}});
+        apply("", "Pod", &mut guaranteed);
+        assert_eq!(guaranteed["status"]["qosClass"], "Guaranteed");
+        let mut burstable = json!({"spec": {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "1"}}}]}});
+        apply("", "Pod", &mut burstable);
+        assert_eq!(burstable["status"]["qosClass"], "Burstable");
+    }
+
+    #[test]
+    fn deployments_and_services() {
+        let mut d =
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}});
+        apply("apps", "Deployment", &mut d);
+        assert_eq!(d["spec"]["replicas"], 1);
+        assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+        assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
+        let mut svc = json!({"spec": {"ports": [{"port": 80}]}});
+        apply("", "Service", &mut svc);
+        assert_eq!(svc["spec"]["type"], "ClusterIP");
+        assert_eq!(
+            svc["spec"]["ports"][0],
+            json!({"port": 80, "protocol": "TCP", "targetPort": 80})
+        );
+    }
+}
