@@ -3,9 +3,9 @@
 #   1. installs what the tests need (scripts/deps.sh: Debian packages; scripts/clients.sh:
 #      the real kubectl 1.20/1.27-1.35, Helm 4 and the Python client into .tools/),
 #   2. cargo fmt --check and clippy with warnings denied,
-#   3. every test, the end-to-end suites included (they are #[ignore]d in a plain
-#      `cargo test` and run here with --include-ignored; KRUST_E2E=1 turns on the ones that
-#      need root, such as the store's disk-full test).
+#   3. every test, the end-to-end suites included (real clients, etcd, root-only tests such
+#      as the store's disk-full test: they are #[ignore]d in a plain `cargo test` and run here
+#      with --include-ignored).
 # Run as root on Debian 12 with Rust. A persistent CARGO_TARGET_DIR speeds up reruns.
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -23,4 +23,4 @@ log "cargo clippy (warnings denied)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "cargo test (unit, integration and end-to-end)"
-KRUST_E2E=1 cargo test --workspace --locked -- --include-ignored
+cargo test --workspace --locked -- --include-ignored

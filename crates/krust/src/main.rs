@@ -1,5 +1,6 @@
 //! The `krust` binary: parses flags and wires the components together. Nothing else lives here.
 
+mod bench;
 mod logging;
 mod server;
 
@@ -22,6 +23,9 @@ struct Cli {
 enum Command {
     /// Run the control plane.
     Server(server::ServerArgs),
+    /// Benchmarks: a table, then one JSON line of figures.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Print the krust and Kubernetes versions.
     Version {
         /// `json` prints the same object the API server serves at /version.
@@ -49,6 +53,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Server(args) => runtime()?.block_on(server::run(args)),
+        Command::Bench(command) => runtime()?.block_on(bench::run(command)),
     }
 }
 

@@ -19,34 +19,45 @@ pub struct ServerArgs {
     /// HTTPS port of the API server; 0 picks a free one (the kubeconfig names it).
     #[arg(long, default_value_t = 6443)]
     secure_port: u16,
-    /// Where cluster state lives: `sqlite` (durable, in <data-dir>/db/state.db) or `memory`
-    /// (lost on exit; for tests).
+    /// Where cluster state lives: `sqlite` (durable, in <data-dir>/db/state.db), `etcd`
+    /// (`--etcd-servers`) or `memory` (lost on exit; for tests).
     #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
     store: StoreKind,
+    /// etcd client URLs for `--store etcd`, comma separated.
+    #[arg(long, value_delimiter = ',', required_if_eq("store", "etcd"))]
+    etcd_servers: Vec<String>,
+    /// Key prefix in etcd, so that several clusters can share one.
+    #[arg(long, default_value = "")]
+    etcd_prefix: String,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum StoreKind {
     Sqlite,
+    Etcd,
     Memory,
 }
 
-fn open_store(
-    kind: StoreKind,
+async fn open_store(
+    args: &ServerArgs,
     data_dir: &std::path::Path,
 ) -> anyhow::Result<Arc<dyn krust_store::Store>> {
-    let config = match kind {
+    let config = match args.store {
         StoreKind::Sqlite => {
             let dir = data_dir.join("db");
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             krust_store::BackendConfig::Sqlite(krust_store::SqliteConfig::new(dir.join("state.db")))
         }
+        StoreKind::Etcd => krust_store::BackendConfig::Etcd(
+            krust_store::EtcdConfig::new(args.etcd_servers.clone())
+                .with_key_prefix(args.etcd_prefix.clone()),
+        ),
         StoreKind::Memory => {
             krust_store::BackendConfig::Memory(krust_store::MemoryConfig::default())
         }
     };
-    krust_store::open(config).context("cannot open the store")
+    krust_store::open_async(config).await.context("cannot open the store")
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -56,7 +67,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot resolve --data-dir {}", args.data_dir.display()))?;
 
     let shutdown = CancellationToken::new();
-    let store = open_store(args.store, &data_dir)?;
+    let store = open_store(&args, &data_dir).await?;
     let apiserver = krust_apiserver::ApiServer::bind(krust_apiserver::Config {
         data_dir: data_dir.clone(),
         bind_address: args.bind_address,
