@@ -106,6 +106,18 @@ impl ApiServer {
         )?;
 
         rest::ensure_namespaces(config.store.as_ref()).await.map_err(Error::Store)?;
+        let advertise = match local.ip() {
+            ip if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+            ip => ip,
+        };
+        rest::ensure_kubernetes_service(
+            config.store.as_ref(),
+            rest::DEFAULT_SERVICE_CIDR,
+            advertise,
+            local.port(),
+        )
+        .await
+        .map_err(Error::Store)?;
         let api = Arc::new(ApiState::new(
             Catalog::builtin(),
             config.store.clone(),

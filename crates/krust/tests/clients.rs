@@ -312,3 +312,29 @@ fn kubectl_cordon_taint_and_drain_a_registered_node() {
     let out = k(&["delete", "pod", "p1", "--grace-period=0", "--force"]);
     assert!(out.contains("pod \"p1\" force deleted"), "{out}");
 }
+
+#[test]
+#[ignore = "end-to-end: needs scripts/clients.sh; run with --include-ignored"]
+fn services_get_cluster_ips_and_kubernetes_service_exists() {
+    let server = start();
+    let k = |args: &[&str]| server.kubectl("1.30").args(args).run().expect("kubectl");
+    assert_eq!(k(&["get", "svc", "kubernetes", "-o", "jsonpath={.spec.clusterIP}"]), "10.96.0.1");
+    assert_eq!(
+        k(&["create", "service", "clusterip", "web", "--tcp=80:8080"]).trim(),
+        "service/web created"
+    );
+    let table = k(&["get", "svc", "web"]);
+    let header: Vec<&str> = table.lines().next().expect("header").split_whitespace().collect();
+    assert_eq!(header, ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"], "{table}");
+    let row: Vec<&str> = table.lines().nth(1).expect("row").split_whitespace().collect();
+    assert_eq!(
+        (row[0], row[1], row[3], row[4]),
+        ("web", "ClusterIP", "<none>", "80/TCP"),
+        "{table}"
+    );
+    assert!(row[2].starts_with("10."), "{table}");
+    let out = k(&["create", "service", "nodeport", "np", "--tcp=80:8080"]);
+    assert_eq!(out.trim(), "service/np created");
+    let port = k(&["get", "svc", "np", "-o", "jsonpath={.spec.ports[0].nodePort}"]);
+    assert!(port.parse::<u16>().is_ok_and(|p| (30000..=32767).contains(&p)), "{port}");
+}

@@ -3,6 +3,7 @@
 //! catalog, and served from the store: get, list, watch, create, update, patch, delete and
 //! deletecollection, plus the `status` subresource.
 
+mod allocate;
 mod defaults;
 mod object;
 mod params;
@@ -26,6 +27,7 @@ use crate::discovery;
 use crate::request::{self, ApiPath, ResourceRequest, Verb};
 use crate::status::Status;
 
+pub use allocate::{DEFAULT_SERVICE_CIDR, ensure_kubernetes_service};
 pub use object::ensure_namespaces;
 use params::Params;
 
@@ -50,6 +52,8 @@ pub struct ApiState {
     /// every such delete would hang, so until the controller manager exists the object is
     /// deleted at once and its dependents are left alone (what orphaning does).
     pub record_gc_finalizers: bool,
+    /// Where Service ClusterIPs come from (IPv4 network and prefix length).
+    pub service_cidr: (std::net::Ipv4Addr, u8),
     event_lease: tokio::sync::Mutex<Option<(krust_store::LeaseId, Instant)>>,
 }
 
@@ -60,6 +64,7 @@ impl ApiState {
             store,
             server_address,
             record_gc_finalizers: false,
+            service_cidr: allocate::DEFAULT_SERVICE_CIDR,
             event_lease: tokio::sync::Mutex::new(None),
         }
     }

@@ -662,3 +662,133 @@ async fn propagation_policies_record_finalizers_for_the_garbage_collector() {
     assert_eq!(code, StatusCode::OK);
     assert_eq!(plain.get(&format!("{DEPLOYS}/or")).await.0, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn yaml_bodies_are_accepted() {
+    let api = api().await;
+    let req = Request::builder()
+        .method("POST")
+        .uri(CMS)
+        .header("content-type", "application/yaml")
+        .body(Body::from(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  a: \"1\"\n",
+        ))
+        .expect("request");
+    let resp = api.router.clone().oneshot(req).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let (_, got) = api.get(&format!("{CMS}/from-yaml")).await;
+    assert_eq!(got["data"]["a"], "1");
+
+    let req = Request::builder()
+        .method("POST")
+        .uri(CMS)
+        .header("content-type", "application/yaml")
+        .body(Body::from("metadata: [unclosed"))
+        .expect("request");
+    let resp = api.router.clone().oneshot(req).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
+
+const SVCS: &str = "/api/v1/namespaces/default/services";
+
+fn service(name: &str, spec: Value) -> Value {
+    json!({"metadata": {"name": name}, "spec": spec})
+}
+
+#[tokio::test]
+async fn services_get_cluster_ips_and_node_ports_that_are_never_shared() {
+    let api = api().await;
+    let (code, svc) = api
+        .post(SVCS, service("a", json!({"selector": {"app": "a"}, "ports": [{"port": 80}]})))
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{svc}");
+    let ip = svc["spec"]["clusterIP"].as_str().expect("clusterIP").to_owned();
+    assert!(ip.starts_with("10."), "{ip}");
+    assert_eq!(svc["spec"]["clusterIPs"], json!([ip]));
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 80);
+    let (code, address) = api.get(&format!("/apis/networking.k8s.io/v1/ipaddresses/{ip}")).await;
+    assert_eq!(code, StatusCode::OK, "the IP is held by an IPAddress object");
+    assert_eq!(address["spec"]["parentRef"]["name"], "a");
+
+    // The same IP asked for again is refused.
+    let (code, status) =
+        api.post(SVCS, service("b", json!({"clusterIP": ip, "ports": [{"port": 80}]}))).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{status}");
+    assert!(
+        status["message"].as_str().is_some_and(|m| m.contains("provided IP is already allocated")),
+        "{status}"
+    );
+    let (code, status) = api
+        .post(SVCS, service("c", json!({"clusterIP": "192.168.0.1", "ports": [{"port": 80}]})))
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{status}");
+
+    // Headless and NodePort.
+    let (_, headless) =
+        api.post(SVCS, service("h", json!({"clusterIP": "None", "ports": [{"port": 80}]}))).await;
+    assert_eq!(headless["spec"]["clusterIPs"], json!(["None"]));
+    let (code, np) =
+        api.post(SVCS, service("np", json!({"type": "NodePort", "ports": [{"port": 80}]}))).await;
+    assert_eq!(code, StatusCode::CREATED, "{np}");
+    let port = np["spec"]["ports"][0]["nodePort"].as_u64().expect("nodePort");
+    assert!((30000..=32767).contains(&port));
+    let (code, _) = api
+        .post(
+            SVCS,
+            service("np2", json!({"type": "NodePort", "ports": [{"port": 81, "nodePort": port}]})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "node port {port} is taken");
+
+    // Deleting releases the IP: it can be asked for again.
+    let (code, _) = api.call("DELETE", &format!("{SVCS}/a"), None, None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        api.get(&format!("/apis/networking.k8s.io/v1/ipaddresses/{ip}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (code, again) =
+        api.post(SVCS, service("b", json!({"clusterIP": ip, "ports": [{"port": 80}]}))).await;
+    assert_eq!(code, StatusCode::CREATED, "{again}");
+}
+
+#[tokio::test]
+async fn concurrent_service_creates_get_distinct_ips() {
+    let api =
+        Arc::new(api_with(|s| s.service_cidr = (std::net::Ipv4Addr::new(10, 0, 0, 0), 26)).await);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let api = api.clone();
+        tasks.spawn(async move {
+            api.post(SVCS, service(&format!("s{i}"), json!({"ports": [{"port": 80}]}))).await
+        });
+    }
+    let mut ips = std::collections::BTreeSet::new();
+    while let Some(done) = tasks.join_next().await {
+        let (code, svc) = done.expect("task");
+        assert_eq!(code, StatusCode::CREATED, "{svc}");
+        assert!(
+            ips.insert(svc["spec"]["clusterIP"].as_str().expect("ip").to_owned()),
+            "duplicate IP"
+        );
+    }
+    assert_eq!(ips.len(), 40);
+}
+
+#[tokio::test]
+async fn the_kubernetes_service_points_at_the_api_server() {
+    let api = api().await;
+    super::ensure_kubernetes_service(
+        api.store.as_ref(),
+        super::DEFAULT_SERVICE_CIDR,
+        "127.0.0.1".parse().expect("ip"),
+        6443,
+    )
+    .await
+    .expect("bootstrap");
+    let (code, svc) = api.get(&format!("{SVCS}/kubernetes")).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(svc["spec"]["clusterIP"], "10.96.0.1");
+    let (_, ep) = api.get("/api/v1/namespaces/default/endpoints/kubernetes").await;
+    assert_eq!(ep["subsets"][0]["ports"][0]["port"], 6443);
+}

@@ -2,9 +2,13 @@
 
 use axum::body::Bytes;
 use axum::http::{StatusCode, header};
-use krust_store::{KeyValue, RangeRequest, StoreExt, WriteOutcome, prefix_end};
+use krust_store::{
+    Compare, CompareOp, KeyValue, RangeRequest, StoreExt, TxnOp, TxnOpResponse, TxnRequest,
+    WriteOutcome, prefix_end,
+};
 use serde_json::{Value, json};
 
+use super::allocate;
 use super::object::{self, decode, encode, meta_str, metadata, metadata_mut};
 use super::read::{Filter, list_page};
 use super::{ApiResult, Ctx, json_response, store_error};
@@ -26,21 +30,28 @@ fn content_type(ctx: &Ctx<'_>) -> String {
         .unwrap_or_default()
 }
 
+const YAML: &str = "application/yaml";
+
 /// A create or update body: JSON (a missing Content-Type means JSON, as the Python client
-/// sends it).
+/// sends it) or YAML.
 pub(super) fn decode_body(ctx: &Ctx<'_>, body: &Bytes) -> ApiResult<Value> {
     let ct = content_type(ctx);
-    if !(ct.is_empty() || ct == JSON || ct == "*/*") {
-        return Err(Status::unsupported_media_type(&ct, &[JSON]));
-    }
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        Status::bad_request(format!(
-            "the object provided is unrecognized or malformed: couldn't get version/kind; json parse error: {e}"
-        ))
-    })?;
+    let value: Value = match ct.as_str() {
+        "" | JSON | "*/*" => serde_json::from_slice(body).map_err(|e| {
+            Status::bad_request(format!(
+                "the object provided is unrecognized or malformed: couldn't get version/kind; json parse error: {e}"
+            ))
+        })?,
+        YAML => serde_saphyr::from_slice(body).map_err(|e| {
+            Status::bad_request(format!(
+                "the object provided is unrecognized or malformed: couldn't get version/kind; yaml parse error: {e}"
+            ))
+        })?,
+        other => return Err(Status::unsupported_media_type(other, &[JSON, YAML])),
+    };
     if !value.is_object() {
         return Err(Status::bad_request(
-            "the object provided is unrecognized or malformed: the body must be a JSON object",
+            "the object provided is unrecognized or malformed: the body must be an object",
         ));
     }
     Ok(value)
@@ -222,17 +233,48 @@ pub async fn create(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
     check_namespace_admits(ctx, &name).await?;
     prepare_for_create(ctx, &mut object);
 
-    if ctx.params.dry_run {
-        return Ok(json_response(StatusCode::CREATED, &object));
-    }
     let lease = ctx.state.lease_for(&ctx.resource).await.map_err(store_error)?;
-    match ctx.store().create(&ctx.key(&name), encode(&object)?, lease).await.map_err(store_error)? {
-        WriteOutcome::Applied { revision } => {
-            object::set_resource_version(&mut object, revision);
-            Ok(json_response(StatusCode::CREATED, &object))
+    let key = ctx.key(&name);
+    for _ in 0..MAX_RETRIES {
+        let mut candidate = object.clone();
+        let claims = allocate::plan_create(ctx, &mut candidate)?;
+        if ctx.params.dry_run {
+            return Ok(json_response(StatusCode::CREATED, &candidate));
         }
-        WriteOutcome::Conflict { .. } => Err(ctx.already_exists(&name)),
+        // The object and everything it claims are written together, or not at all.
+        let mut compares = vec![Compare::absent(key.clone())];
+        let mut puts = vec![TxnOp::put_with_lease(key.clone(), encode(&candidate)?, lease)];
+        for claim in &claims {
+            compares.push(Compare::absent(claim.key.clone()));
+            puts.push(TxnOp::put(claim.key.clone(), claim.value.clone()));
+        }
+        let mut failure = vec![TxnOp::get(key.clone())];
+        failure.extend(claims.iter().map(|c| TxnOp::get(c.key.clone())));
+        let resp = ctx
+            .store()
+            .txn(TxnRequest::new().when(compares).and_then(puts).or_else(failure))
+            .await
+            .map_err(store_error)?;
+        if resp.succeeded {
+            object::set_resource_version(&mut candidate, resp.header_revision);
+            return Ok(json_response(StatusCode::CREATED, &candidate));
+        }
+        let present: Vec<bool> = resp
+            .responses
+            .iter()
+            .map(|r| matches!(r, TxnOpResponse::Range(r) if !r.kvs.is_empty()))
+            .collect();
+        if present.first().copied().unwrap_or(true) {
+            return Err(ctx.already_exists(&name));
+        }
+        // A claim collided: the client's own choice is its error; ours we pick again.
+        for (claim, taken) in claims.iter().zip(present.iter().skip(1)) {
+            if *taken && claim.requested {
+                return Err(allocate::taken(ctx, &name, claim));
+            }
+        }
     }
+    Err(Status::internal("could not allocate the object's addresses after several attempts"))
 }
 
 pub(super) async fn current(ctx: &Ctx<'_>, name: &str) -> ApiResult<KeyValue> {
@@ -699,15 +741,20 @@ async fn delete_one(
         if ctx.params.dry_run {
             return Ok(Some(object));
         }
-        return match ctx.store().delete_if(&kv.key, kv.mod_revision).await.map_err(store_error)? {
-            WriteOutcome::Applied { .. } => {
-                if ctx.resource.group.is_empty() && ctx.resource.kind == "Namespace" {
-                    delete_namespace_contents(ctx, &name).await?;
-                }
-                Ok(Some(object))
-            }
-            WriteOutcome::Conflict { .. } => Ok(None),
-        };
+        // The object goes with what it holds (a Service's IP and node ports).
+        let mut deletes = vec![TxnOp::delete(kv.key.clone())];
+        deletes.extend(allocate::held_keys(ctx, &object).into_iter().map(TxnOp::delete));
+        let req = TxnRequest::new()
+            .when([Compare::mod_revision(kv.key.clone(), CompareOp::Equal, kv.mod_revision)])
+            .and_then(deletes);
+        let resp = ctx.store().txn(req).await.map_err(store_error)?;
+        if !resp.succeeded {
+            return Ok(None);
+        }
+        if ctx.resource.group.is_empty() && ctx.resource.kind == "Namespace" {
+            delete_namespace_contents(ctx, &name).await?;
+        }
+        return Ok(Some(object));
     }
 
     // Graceful: mark it; whoever owns the finalizers removes them and the last removal deletes.
@@ -783,6 +830,18 @@ async fn delete_namespace_contents(ctx: &Ctx<'_>, namespace: &str) -> ApiResult<
         .collect();
     prefixes.sort();
     prefixes.dedup();
+    // Services hold IPs and node ports outside the namespace: release them first.
+    if let Some(services) = ctx.state.catalog.lookup("", "v1", "services") {
+        let prefix = services.store_namespace_prefix(Some(namespace));
+        let listed = ctx.store().range(RangeRequest::prefix(prefix)).await.map_err(store_error)?;
+        let mut svc_ctx = ctx.clone();
+        svc_ctx.resource = services.clone();
+        for kv in &listed.kvs {
+            for key in allocate::held_keys(&svc_ctx, &decode(kv)?) {
+                ctx.store().delete(&key).await.map_err(store_error)?;
+            }
+        }
+    }
     for prefix in prefixes {
         ctx.store().delete_range(&prefix, &prefix_end(&prefix)).await.map_err(store_error)?;
     }
