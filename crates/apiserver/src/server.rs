@@ -243,6 +243,7 @@ fn router(health: Arc<Health>, api: Arc<ApiState>) -> Router {
         .route("/api/{*rest}", any(rest::handle))
         .route("/apis", any(rest::handle))
         .route("/apis/{*rest}", any(rest::handle))
+        .route("/metrics", get(metrics))
         .route("/openapi/v2", get(openapi::v2))
         .route("/openapi/v3", get(openapi::v3_root))
         .route("/openapi/v3/{*path}", get(openapi::v3_document))
@@ -250,6 +251,13 @@ fn router(health: Arc<Health>, api: Arc<ApiState>) -> Router {
         .fallback(|| async { Status::path_not_found() })
         .layer(middleware::from_fn(require_authenticated));
     public.merge(authenticated)
+}
+
+async fn metrics(axum::extract::State(api): axum::extract::State<Arc<ApiState>>) -> Response {
+    match &api.metrics {
+        Some(metrics) => metrics.render(),
+        None => Status::service_unavailable("metrics are not available").into_response(),
+    }
 }
 
 async fn version() -> axum::Json<VersionInfo> {

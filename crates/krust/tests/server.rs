@@ -71,3 +71,15 @@ fn restart_keeps_the_cluster_ca() {
     assert_eq!(before, ca());
     assert_eq!(second.get("/readyz").expect("readyz").status, 200);
 }
+
+#[test]
+fn metrics_count_requests_by_verb_resource_and_code() {
+    let server = start();
+    assert_eq!(server.get("/api/v1/namespaces/default/configmaps").expect("list").status, 200);
+    assert_eq!(server.get("/api/v1/namespaces/default/configmaps/nope").expect("get").status, 404);
+    let metrics = server.get("/metrics").expect("metrics");
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.body.contains(r#"apiserver_request_total{code="200",component="apiserver",group="",resource="configmaps",scope="namespace",subresource="",verb="LIST",version="v1"} 1"#), "{}", metrics.body);
+    assert!(metrics.body.contains(r#"code="404""#), "{}", metrics.body);
+    assert_eq!(server.get_anonymous("/metrics").expect("anonymous").status, 401);
+}

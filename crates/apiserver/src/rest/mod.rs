@@ -54,12 +54,15 @@ pub struct ApiState {
     pub record_gc_finalizers: bool,
     /// Where Service ClusterIPs come from (IPv4 network and prefix length).
     pub service_cidr: (std::net::Ipv4Addr, u8),
+    /// None only if the metric definitions were refused (they are constants).
+    pub metrics: Option<crate::metrics::Metrics>,
     event_lease: tokio::sync::Mutex<Option<(krust_store::LeaseId, Instant)>>,
 }
 
 impl ApiState {
     pub fn new(catalog: Catalog, store: Arc<dyn Store>, server_address: String) -> Self {
         Self {
+            metrics: crate::metrics::Metrics::new().ok(),
             catalog,
             store,
             server_address,
@@ -133,6 +136,28 @@ async fn dispatch(state: &ApiState, request: Request) -> ApiResult {
         }
         ApiPath::Resource(req) => req,
     };
+    let started = Instant::now();
+    let result = serve_resource(state, req.clone(), params, accept, parts.headers, body).await;
+    if let Some(metrics) = &state.metrics {
+        let code = match &result {
+            Ok(response) => response.status(),
+            Err(status) => {
+                StatusCode::from_u16(status.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        };
+        metrics.observe(&req, code, started.elapsed());
+    }
+    result
+}
+
+async fn serve_resource(
+    state: &ApiState,
+    req: ResourceRequest,
+    params: Params,
+    accept: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
     let resource = state
         .catalog
         .lookup(&req.group, &req.version, &req.resource)
@@ -140,7 +165,7 @@ async fn dispatch(state: &ApiState, request: Request) -> ApiResult {
         .clone();
     check_scope(&resource, &req)?;
 
-    let ctx = Ctx { state, resource, req, params, accept, headers: parts.headers };
+    let ctx = Ctx { state, resource, req, params, accept, headers };
     let is_pods = ctx.resource.group.is_empty() && ctx.resource.plural == "pods";
     match (ctx.req.subresource.as_deref(), ctx.req.verb) {
         (None, _) => {}

@@ -93,6 +93,7 @@ pub async fn watch(ctx: &Ctx<'_>) -> ApiResult {
         kind: ctx.resource.kind,
         api_version: ctx.resource.api_version(),
         done: false,
+        _open: ctx.state.metrics.as_ref().map(|m| m.watch_started(&ctx.req)),
     };
     let body = Body::from_stream(futures_util::stream::unfold(state, next_line));
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response())
@@ -118,6 +119,8 @@ struct WatchState {
     kind: &'static str,
     api_version: String,
     done: bool,
+    /// Counts this watch in `apiserver_longrunning_requests` while it is open.
+    _open: Option<crate::metrics::WatchGauge>,
 }
 
 impl WatchState {
