@@ -87,7 +87,9 @@ async fn store(args: StoreArgs) -> anyhow::Result<()> {
                 report
             }
             Backend::Memory => {
-                let store: Arc<dyn Store> = Arc::new(MemoryStore::new(MemoryConfig::default())?);
+                // Puts land faster than one watcher drains them: give it room for all of them.
+                let config = MemoryConfig { watch_buffer: 1 << 20, ..MemoryConfig::default() };
+                let store: Arc<dyn Store> = Arc::new(MemoryStore::new(config)?);
                 measure(store, "memory", &base).await?
             }
         };
