@@ -720,21 +720,7 @@ async fn delete_one(
                 meta.insert("finalizers".into(), Value::Array(finalizers));
             }
         }
-        if ctx.params.dry_run {
-            return Ok(Some(object));
-        }
-        let outcome = ctx
-            .store()
-            .update_if(&kv.key, encode(&object)?, kv.mod_revision, kv.lease)
-            .await
-            .map_err(store_error)?;
-        return match outcome {
-            WriteOutcome::Applied { revision } => {
-                object::set_resource_version(&mut object, revision);
-                Ok(Some(object))
-            }
-            WriteOutcome::Conflict { .. } => Ok(None),
-        };
+        return write_marked(ctx, kv, object).await;
     }
 
     if finalizers.is_empty() && !namespace_finalizing {
@@ -770,6 +756,15 @@ async fn delete_one(
     if namespace_finalizing && let Some(map) = object.as_object_mut() {
         map.insert("status".into(), json!({"phase": "Terminating"}));
     }
+    let written = write_marked(ctx, kv, object).await?;
+    if written.is_some() && namespace_finalizing && !ctx.params.dry_run {
+        finalize_namespace(ctx, &name).await?;
+    }
+    Ok(written)
+}
+
+/// Stores an object just marked for deletion (compare-and-swap). `Ok(None)`: lost a race.
+async fn write_marked(ctx: &Ctx<'_>, kv: &KeyValue, mut object: Value) -> ApiResult<Option<Value>> {
     if ctx.params.dry_run {
         return Ok(Some(object));
     }
@@ -781,9 +776,6 @@ async fn delete_one(
     match outcome {
         WriteOutcome::Applied { revision } => {
             object::set_resource_version(&mut object, revision);
-            if namespace_finalizing {
-                finalize_namespace(ctx, &name).await?;
-            }
             Ok(Some(object))
         }
         WriteOutcome::Conflict { .. } => Ok(None),
