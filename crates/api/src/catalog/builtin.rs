@@ -476,11 +476,11 @@ fn groups() -> Vec<Resource> {
 }
 
 /// The legacy forms krust keeps serving for old manifests. They join no category, so
-/// `kubectl get all` does not list each Deployment twice.
+/// `kubectl get all` does not list each Deployment twice, and carry no short names, so kubectl
+/// resolves `deploy` and `ing` to the current groups without warning about an ambiguity.
 fn legacy() -> Vec<Resource> {
     vec![
         Resource {
-            short_names: &["deploy"],
             subresources: const {
                 &[
                     Subresource {
@@ -496,7 +496,6 @@ fn legacy() -> Vec<Resource> {
             ..namespaced("extensions", "v1beta1", "Deployment", "deployments", "deployment")
         },
         Resource {
-            short_names: &["ing"],
             subresources: const { &[status("Ingress")] },
             ..namespaced("extensions", "v1beta1", "Ingress", "ingresses", "ingress")
         },
