@@ -1,6 +1,8 @@
 //! `krust bench ...`: benchmarks that print a table and then one JSON line with the figures
 //! the issues name, each against a reference measured in the same run.
 
+mod apiserver;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -18,6 +20,10 @@ pub enum BenchCommand {
     /// delivery latency, and the sqlite file size after churn. etcd (Debian's etcd-server,
     /// started on loopback by the benchmark) is the reference.
     Store(StoreArgs),
+    /// The API server over HTTPS on loopback: ConfigMap creates with 1, 8 and 64 clients, get,
+    /// list of 10,000 pods, watch fan-out, idle RSS and start-to-ready; the store's raw write rate
+    /// in the same run is the reference.
+    Apiserver(apiserver::ApiserverArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -46,6 +52,7 @@ pub enum Backend {
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Store(args) => store(args).await,
+        BenchCommand::Apiserver(args) => apiserver::run(args).await,
     }
 }
 
