@@ -100,3 +100,96 @@ fn resource_json(r: &Resource) -> Value {
     }
     entry
 }
+
+/// The aggregated discovery media types, newest first (kubectl 1.30+ asks for v2, then v2beta1).
+const AGGREGATED: &[(&str, &str)] = &[
+    ("v2", "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"),
+    ("v2beta1", "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"),
+];
+
+/// The aggregated discovery version an `Accept` header asks for, with the exact Content-Type
+/// to answer with (kubectl rejects the same body served as plain `application/json`).
+pub fn aggregated_version(accept: Option<&str>) -> Option<(&'static str, &'static str)> {
+    let accept = accept?;
+    for media in accept.split(',') {
+        let params: Vec<&str> = media.split(';').map(str::trim).collect();
+        if params.first() != Some(&"application/json")
+            || !params.contains(&"g=apidiscovery.k8s.io")
+            || !params.contains(&"as=APIGroupDiscoveryList")
+        {
+            continue;
+        }
+        if let Some(found) =
+            AGGREGATED.iter().find(|(v, _)| params.contains(&format!("v={v}").as_str()))
+        {
+            return Some(*found);
+        }
+    }
+    None
+}
+
+/// `APIGroupDiscoveryList` for `/api` (the core group) or `/apis` (every other group).
+pub fn aggregated(catalog: &Catalog, legacy: bool, version: &str) -> Value {
+    let items: Vec<Value> = catalog
+        .groups()
+        .into_iter()
+        .filter(|(g, _)| g.is_empty() == legacy)
+        .map(|(group, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .map(|v| {
+                    let resources: Vec<Value> = catalog
+                        .group_version(group, v)
+                        .into_iter()
+                        .map(aggregated_resource)
+                        .collect();
+                    json!({"version": v, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            json!({"metadata": {"name": group, "creationTimestamp": null}, "versions": versions})
+        })
+        .collect();
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": format!("apidiscovery.k8s.io/{version}"),
+        "metadata": {},
+        "items": items,
+    })
+}
+
+fn aggregated_resource(r: &Resource) -> Value {
+    let subresources: Vec<Value> = r
+        .subresources
+        .iter()
+        .map(|s| {
+            json!({
+                "subresource": s.name,
+                "responseKind": {
+                    "group": s.group.unwrap_or(r.group),
+                    "version": s.version.unwrap_or(r.version),
+                    "kind": if s.kind.is_empty() { r.kind } else { s.kind },
+                },
+                "verbs": s.verbs,
+            })
+        })
+        .collect();
+    let mut entry = json!({
+        "resource": r.plural,
+        "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": r.singular,
+        "verbs": r.verbs,
+    });
+    if let Value::Object(map) = &mut entry {
+        if !r.short_names.is_empty() {
+            map.insert("shortNames".into(), json!(r.short_names));
+        }
+        if !r.categories.is_empty() {
+            map.insert("categories".into(), json!(r.categories));
+        }
+        if !subresources.is_empty() {
+            map.insert("subresources".into(), Value::Array(subresources));
+        }
+    }
+    entry
+}

@@ -115,6 +115,16 @@ async fn dispatch(state: &ApiState, request: Request) -> ApiResult {
         return Err(Status::not_acceptable(&["application/json", "application/yaml"]));
     }
     let req = match path {
+        ApiPath::Root { legacy } if discovery::aggregated_version(accept.as_deref()).is_some() => {
+            let (version, content_type) =
+                discovery::aggregated_version(accept.as_deref()).unwrap_or_default();
+            let body = discovery::aggregated(&state.catalog, legacy, version);
+            let mut response = json_response(StatusCode::OK, &body);
+            if let Ok(value) = axum::http::HeaderValue::from_str(content_type) {
+                response.headers_mut().insert(header::CONTENT_TYPE, value);
+            }
+            return Ok(response);
+        }
         ApiPath::Root { legacy: true } => {
             return Ok(json_response(
                 StatusCode::OK,

@@ -792,3 +792,76 @@ async fn the_kubernetes_service_points_at_the_api_server() {
     let (_, ep) = api.get("/api/v1/namespaces/default/endpoints/kubernetes").await;
     assert_eq!(ep["subsets"][0]["ports"][0]["port"], 6443);
 }
+
+#[tokio::test]
+async fn aggregated_discovery_with_the_exact_content_type() {
+    let api = api().await;
+    for (accept, version) in [
+        (
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json",
+            "v2",
+        ),
+        (
+            "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json",
+            "v2beta1",
+        ),
+    ] {
+        let req = Request::builder()
+            .uri("/apis")
+            .header("accept", accept)
+            .body(Body::empty())
+            .expect("request");
+        let resp = api.router.clone().oneshot(req).await.expect("response");
+        let ct =
+            resp.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        assert_eq!(
+            ct.as_deref(),
+            Some(
+                format!(
+                    "application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"
+                )
+                .as_str()
+            )
+        );
+        let list: Value =
+            serde_json::from_slice(&resp.into_body().collect().await.expect("body").to_bytes())
+                .expect("json");
+        assert_eq!(list["apiVersion"], format!("apidiscovery.k8s.io/{version}"));
+        let apps = list["items"]
+            .as_array()
+            .and_then(|i| i.iter().find(|g| g["metadata"]["name"] == "apps"))
+            .expect("apps");
+        let deploy = apps["versions"][0]["resources"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["resource"] == "deployments"))
+            .expect("deployments");
+        assert_eq!(deploy["scope"], "Namespaced");
+        let scale = deploy["subresources"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["subresource"] == "scale"))
+            .expect("scale");
+        assert_eq!(
+            scale["responseKind"],
+            json!({"group": "autoscaling", "version": "v1", "kind": "Scale"})
+        );
+    }
+    let req = Request::builder()
+        .uri("/api")
+        .header("accept", "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")
+        .body(Body::empty())
+        .expect("request");
+    let resp = api.router.clone().oneshot(req).await.expect("response");
+    let list: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.expect("body").to_bytes())
+            .expect("json");
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(list["items"][0]["metadata"]["name"], "");
+    assert!(
+        list["items"][0]["versions"][0]["resources"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["resource"] == "pods"))
+    );
+    // A plain Accept still gets the legacy form.
+    let (_, legacy) = api.get("/apis").await;
+    assert_eq!(legacy["kind"], "APIGroupList");
+}
