@@ -338,3 +338,79 @@ fn services_get_cluster_ips_and_kubernetes_service_exists() {
     let port = k(&["get", "svc", "np", "-o", "jsonpath={.spec.ports[0].nodePort}"]);
     assert!(port.parse::<u16>().is_ok_and(|p| (30000..=32767).contains(&p)), "{port}");
 }
+
+#[test]
+#[ignore = "end-to-end: needs scripts/clients.sh; run with --include-ignored"]
+fn kubectl_cluster_info_describe_diff_and_edit() {
+    let server = start();
+    let k = |args: &[&str]| server.kubectl("1.33").args(args).run().expect("kubectl");
+    let info = k(&["cluster-info"]);
+    assert!(
+        info.contains(&format!("Kubernetes control plane is running at {}", server.base_url())),
+        "{info}"
+    );
+
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/web.yaml");
+    k(&["apply", "-f", manifest]);
+    let described = k(&["describe", "deployment", "web"]);
+    assert!(described.contains("Replicas:               2 desired"), "{described}");
+    assert!(
+        described.contains("RollingUpdateStrategy:  25% max unavailable, 25% max surge"),
+        "{described}"
+    );
+
+    // diff: the server dry-runs the apply; nothing changed → exit 0 and no output.
+    let out = server.kubectl("1.33").args(["diff", "-f", manifest]).output().expect("diff");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+
+    // edit with an EDITOR script.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let editor = dir.path().join("editor.sh");
+    std::fs::write(&editor, "#!/bin/sh\nsed -i 's/hello from krust/edited/' \"$1\"\n")
+        .expect("write");
+    std::process::Command::new("chmod").arg("+x").arg(&editor).status().expect("chmod");
+    let out = std::process::Command::new(tool("kubectl-1.33"))
+        .env("KUBECONFIG", server.kubeconfig())
+        .env("EDITOR", &editor)
+        .args(["edit", "configmap", "web-config"])
+        .output()
+        .expect("edit");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "configmap/web-config edited");
+    assert_eq!(k(&["get", "cm", "web-config", "-o", "jsonpath={.data.index\\.html}"]), "edited\n");
+}
+
+#[test]
+#[ignore = "end-to-end: needs scripts/clients.sh and curl; run with --include-ignored"]
+fn kubectl_proxy_passes_the_seeds_delete_with_options() {
+    use std::io::{BufRead, BufReader};
+    let server = start();
+    server.kubectl("1.30").args(["create", "configmap", "doomed"]).run().expect("create");
+    let mut proxy = std::process::Command::new(tool("kubectl-1.33"))
+        .env("KUBECONFIG", server.kubeconfig())
+        .args(["proxy", "--port=0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl proxy");
+    let stdout = proxy.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("proxy prints its address");
+    let address = line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-X", "DELETE"])
+        .arg(format!("http://{address}/api/v1/namespaces/default/configmaps/doomed"))
+        .args(["-H", "Content-Type: application/json"])
+        .args([
+            "-d",
+            r#"{"kind":"DeleteOptions","apiVersion":"v1","propagationPolicy":"Background"}"#,
+        ])
+        .output()
+        .expect("curl");
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    let body: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("JSON through the proxy");
+    assert_eq!(body["metadata"]["name"], "doomed", "{body}");
+    let missing = server.kubectl("1.30").args(["get", "cm", "doomed"]).output().expect("get");
+    assert!(!missing.status.success());
+}
