@@ -91,12 +91,7 @@ fn resource_json(r: &Resource) -> Value {
         "verbs": r.verbs,
     });
     if let Value::Object(map) = &mut entry {
-        if !r.short_names.is_empty() {
-            map.insert("shortNames".into(), json!(r.short_names));
-        }
-        if !r.categories.is_empty() {
-            map.insert("categories".into(), json!(r.categories));
-        }
+        insert_names(map, r);
     }
     entry
 }
@@ -181,15 +176,20 @@ fn aggregated_resource(r: &Resource) -> Value {
         "verbs": r.verbs,
     });
     if let Value::Object(map) = &mut entry {
-        if !r.short_names.is_empty() {
-            map.insert("shortNames".into(), json!(r.short_names));
-        }
-        if !r.categories.is_empty() {
-            map.insert("categories".into(), json!(r.categories));
-        }
+        insert_names(map, r);
         if !subresources.is_empty() {
             map.insert("subresources".into(), Value::Array(subresources));
         }
     }
     entry
+}
+
+/// Short names and categories, present only when there are some (as upstream serves them).
+fn insert_names(map: &mut serde_json::Map<String, Value>, r: &Resource) {
+    if !r.short_names.is_empty() {
+        map.insert("shortNames".into(), json!(r.short_names));
+    }
+    if !r.categories.is_empty() {
+        map.insert("categories".into(), json!(r.categories));
+    }
 }

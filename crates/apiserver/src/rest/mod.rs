@@ -114,15 +114,14 @@ async fn dispatch(state: &ApiState, request: Request) -> ApiResult {
     if !accepts_json(accept.as_deref()) {
         return Err(Status::not_acceptable(&["application/json", "application/yaml"]));
     }
+    let aggregated = discovery::aggregated_version(accept.as_deref());
     let req = match path {
-        ApiPath::Root { legacy } if discovery::aggregated_version(accept.as_deref()).is_some() => {
-            let (version, content_type) =
-                discovery::aggregated_version(accept.as_deref()).unwrap_or_default();
+        ApiPath::Root { legacy } if let Some((version, content_type)) = aggregated => {
             let body = discovery::aggregated(&state.catalog, legacy, version);
             let mut response = json_response(StatusCode::OK, &body);
-            if let Ok(value) = axum::http::HeaderValue::from_str(content_type) {
-                response.headers_mut().insert(header::CONTENT_TYPE, value);
-            }
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static(content_type));
             return Ok(response);
         }
         ApiPath::Root { legacy: true } => {
