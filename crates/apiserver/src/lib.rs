@@ -21,6 +21,7 @@ mod server;
 mod status;
 mod table;
 mod version;
+mod watch_cache;
 
 pub use error::{Error, Result};
 pub use rest::ApiState;

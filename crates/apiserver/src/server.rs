@@ -58,6 +58,7 @@ pub struct ApiServer {
     router: Router,
     health: Arc<Health>,
     kubeconfig: PathBuf,
+    api: Arc<ApiState>,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -123,8 +124,22 @@ impl ApiServer {
             config.store.clone(),
             format!("{host}:{}", local.port()),
         ));
+        // Every cache loads and follows its resource from the start, as upstream's do, so
+        // the first list is as fast as the next (they load in the background).
+        for resource in api.catalog.resources() {
+            if resource.has_verb("watch") {
+                api.caches.get(resource);
+            }
+        }
         let health = Arc::new(Health::default());
-        Ok(Self { listener, acceptor, router: router(health.clone(), api), health, kubeconfig })
+        Ok(Self {
+            listener,
+            acceptor,
+            router: router(health.clone(), api.clone()),
+            api,
+            health,
+            kubeconfig,
+        })
     }
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
@@ -138,7 +153,7 @@ impl ApiServer {
     /// Serves until `shutdown` fires, then stops accepting, reports not-ready and drains open
     /// connections for a grace period.
     pub async fn serve(self, shutdown: CancellationToken) -> Result<()> {
-        let Self { listener, acceptor, router, health, .. } = self;
+        let Self { listener, acceptor, router, health, api, .. } = self;
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut connections = JoinSet::new();
         health.set_ready(true);
@@ -195,6 +210,7 @@ impl ApiServer {
             warn!("connections still open after the grace period; closing them");
         }
         connections.shutdown().await;
+        api.caches.shutdown().await;
         Ok(())
     }
 }

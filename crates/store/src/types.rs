@@ -404,6 +404,11 @@ impl WatchRequest {
         WatchRequest { key, range_end, ..Default::default() }
     }
 
+    /// Watches the keys in `[key, range_end)`.
+    pub fn range(key: impl Into<String>, range_end: impl Into<String>) -> Self {
+        WatchRequest { key: key.into(), range_end: range_end.into(), ..Default::default() }
+    }
+
     /// Starts at `revision` (inclusive) instead of now.
     pub fn from_revision(mut self, revision: Revision) -> Self {
         self.start_revision = revision;

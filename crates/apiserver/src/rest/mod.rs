@@ -56,6 +56,8 @@ pub struct ApiState {
     pub service_cidr: (std::net::Ipv4Addr, u8),
     /// None only if the metric definitions were refused (they are constants).
     pub metrics: Option<crate::metrics::Metrics>,
+    /// Lists and watches are served from here.
+    pub caches: crate::watch_cache::WatchCaches,
     event_lease: tokio::sync::Mutex<Option<(krust_store::LeaseId, Instant)>>,
 }
 
@@ -63,6 +65,7 @@ impl ApiState {
     pub fn new(catalog: Catalog, store: Arc<dyn Store>, server_address: String) -> Self {
         Self {
             metrics: crate::metrics::Metrics::new().ok(),
+            caches: crate::watch_cache::WatchCaches::new(store.clone()),
             catalog,
             store,
             server_address,

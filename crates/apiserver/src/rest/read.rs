@@ -1,7 +1,7 @@
 //! get and list, with label and field selectors, pagination and resourceVersion semantics.
 
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use krust_store::{RangeRequest, Revision, prefix_end};
 use serde::{Deserialize, Serialize};
@@ -11,6 +11,10 @@ use super::object::decode;
 use super::{ApiResult, Ctx, json_response, store_error};
 use crate::status::Status;
 use crate::table;
+use crate::watch_cache::{Attrs, CachedObject};
+
+/// How long a list waits for the watch cache to load or catch up before reading the store.
+const CACHE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Objects are read from the store in pages of this many while filtering.
 const PAGE: u64 = 500;
@@ -79,6 +83,16 @@ impl Filter {
 
     pub fn is_empty(&self) -> bool {
         self.labels.is_none() && self.fields.is_none()
+    }
+
+    /// Whether a cached object's attributes satisfy both selectors.
+    pub fn matches_cached(&self, attrs: &Attrs) -> bool {
+        if let Some(labels) = &self.labels
+            && !labels.matches(&attrs.labels)
+        {
+            return false;
+        }
+        self.fields.as_ref().is_none_or(|fields| fields.matches(|f| attrs.field(f)))
     }
 
     pub fn matches(&self, object: &Value) -> bool {
@@ -230,8 +244,102 @@ async fn requested_list_revision(ctx: &Ctx<'_>) -> ApiResult<Revision> {
     }
 }
 
+/// A list from the watch cache, when the cache can answer it: not a continuation (those
+/// read the store at the first page's revision) and not an exact revision.
+async fn list_from_cache(ctx: &Ctx<'_>, filter: &Filter) -> ApiResult<Option<Response>> {
+    if ctx.params.continue_token.is_some()
+        || ctx.params.resource_version_match.as_deref() == Some("Exact")
+    {
+        return Ok(None);
+    }
+    let Some(cache) = ctx.state.caches.get(&ctx.resource) else { return Ok(None) };
+    let target = match ctx.params.resource_version.as_deref() {
+        // A consistent read: everything written before the request.
+        None => ctx.store().current_revision().await.map_err(store_error)?,
+        Some(rv) => {
+            let rv = parse_rv(rv)?;
+            let current = ctx.store().current_revision().await.map_err(store_error)?;
+            if rv > current {
+                // The store path answers with upstream's "Too large resource version".
+                return Ok(None);
+            }
+            rv
+        }
+    };
+    if !cache.wait_for(target, CACHE_WAIT).await {
+        return Ok(None);
+    }
+    let prefix = ctx.resource.store_namespace_prefix(ctx.namespace());
+    let limit = ctx.params.limit.and_then(|l| usize::try_from(l).ok());
+    let mut snapshot =
+        cache.snapshot(&prefix, &prefix_end(&prefix), limit, |o| filter.matches_cached(&o.attrs));
+    let mut meta = list_meta(snapshot.revision.to_string());
+    if let Some(limit) = limit
+        && snapshot.objects.len() > limit
+    {
+        snapshot.objects.truncate(limit);
+        if let Some(last) = snapshot.objects.last() {
+            let next = format!("{}\0", &last.key[prefix.len()..]);
+            meta.insert(
+                "continue".into(),
+                Value::String(encode_continue(snapshot.revision, &next)),
+            );
+            if filter.is_empty() {
+                let end = prefix_end(&prefix);
+                let rest = cache.snapshot(&format!("{}\0", last.key), &end, None, |_| true);
+                meta.insert("remainingItemCount".into(), json!(rest.objects.len()));
+            }
+        }
+    }
+    if ctx.wants_table() {
+        let items: Vec<Value> = snapshot
+            .objects
+            .iter()
+            .map(|o| serde_json::from_slice(&o.bytes).unwrap_or(Value::Null))
+            .collect();
+        let version = table::table_version(ctx.accept.as_deref());
+        return Ok(Some(json_response(
+            StatusCode::OK,
+            &table::table(ctx.resource.group, ctx.resource.kind, version, &items, meta, true),
+        )));
+    }
+    let body =
+        list_body(&ctx.resource.list_kind(), &ctx.resource.api_version(), &meta, &snapshot.objects);
+    Ok(Some(
+        (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "application/json")], body)
+            .into_response(),
+    ))
+}
+
+/// A list document around the cached objects' shared bytes.
+fn list_body(
+    kind: &str,
+    api_version: &str,
+    meta: &Map<String, Value>,
+    items: &[std::sync::Arc<CachedObject>],
+) -> Vec<u8> {
+    let head = json!({"kind": kind, "apiVersion": api_version, "metadata": meta});
+    let mut body = serde_json::to_vec(&head).unwrap_or_default();
+    // Reopen the object to append the items.
+    body.pop();
+    let size: usize = items.iter().map(|o| o.bytes.len() + 1).sum();
+    body.reserve(size + 16);
+    body.extend_from_slice(b",\"items\":[");
+    for (i, object) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&object.bytes);
+    }
+    body.extend_from_slice(b"]}");
+    body
+}
+
 pub async fn list(ctx: &Ctx<'_>) -> ApiResult<Response> {
     let filter = Filter::from_ctx(ctx)?;
+    if let Some(response) = list_from_cache(ctx, &filter).await? {
+        return Ok(response);
+    }
     let page = list_page(ctx, &filter, ctx.params.limit).await?;
     let mut meta = list_meta(page.revision.to_string());
     if let Some(token) = page.continue_token {

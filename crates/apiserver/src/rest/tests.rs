@@ -66,6 +66,14 @@ impl Api {
         (status, value)
     }
 
+    async fn call_with_accept(&self, uri: &str, accept: &str) -> (StatusCode, Value) {
+        let req = Request::builder().uri(uri).header("accept", accept).body(Body::empty());
+        let resp = self.router.clone().oneshot(req.expect("request")).await.expect("response");
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
     async fn get(&self, uri: &str) -> (StatusCode, Value) {
         self.call("GET", uri, None, None).await
     }
@@ -448,6 +456,57 @@ async fn watch_without_resource_version_starts_with_the_current_state() {
     let event = read_line(&mut body).await;
     assert_eq!(event["type"], "ADDED");
     assert_eq!(event["object"]["metadata"]["name"], "a");
+}
+
+#[tokio::test]
+async fn a_watcher_behind_the_cache_ring_continues_from_the_store() {
+    let api = api_with(|state| {
+        state.caches = crate::watch_cache::WatchCaches::with_capacity(state.store.clone(), 2);
+    })
+    .await;
+    let (_, list) = api.get(CMS).await;
+    let rv = list["metadata"]["resourceVersion"].as_str().expect("rv").to_owned();
+    let req = Request::builder()
+        .uri(format!("{CMS}?watch=true&resourceVersion={rv}"))
+        .body(Body::empty())
+        .expect("request");
+    let mut body = api.router.clone().oneshot(req).await.expect("response").into_body();
+    // The watcher reads nothing while ten writes go by a ring that keeps two.
+    for i in 0..10 {
+        let (code, _) = api.post(CMS, cm(&format!("late{i}"), json!({}))).await;
+        assert_eq!(code, StatusCode::CREATED);
+    }
+    for i in 0..10 {
+        let event = read_line(&mut body).await;
+        assert_eq!(event["type"], "ADDED");
+        assert_eq!(event["object"]["metadata"]["name"], format!("late{i}"), "in order, none lost");
+    }
+    // And from the ring again: an old resourceVersion is served by the store.
+    let req = Request::builder()
+        .uri(format!("{CMS}?watch=true&resourceVersion={rv}&fieldSelector=metadata.name%3Dlate9"))
+        .body(Body::empty())
+        .expect("request");
+    let mut body = api.router.clone().oneshot(req).await.expect("response").into_body();
+    let event = read_line(&mut body).await;
+    assert_eq!(
+        (event["type"].as_str(), event["object"]["metadata"]["name"].as_str()),
+        (Some("ADDED"), Some("late9"))
+    );
+}
+
+#[tokio::test]
+async fn lists_are_consistent_with_the_writes_before_them() {
+    let api = api().await;
+    // Warm the cache, then write and list at once: the list must see every acknowledged write.
+    api.get(CMS).await;
+    for i in 0..20 {
+        api.post(CMS, cm(&format!("c{i}"), json!({}))).await;
+        let (_, list) = api.get(CMS).await;
+        assert_eq!(list["items"].as_array().map(Vec::len), Some(i + 1));
+        let (_, table) =
+            api.call_with_accept(CMS, "application/json;as=Table;v=v1;g=meta.k8s.io").await;
+        assert_eq!(table["rows"].as_array().map(Vec::len), Some(i + 1), "{table}");
+    }
 }
 
 #[tokio::test]
