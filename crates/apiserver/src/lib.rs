@@ -15,6 +15,7 @@ mod health;
 mod metrics;
 mod openapi;
 pub mod pki;
+mod protobuf;
 mod request;
 mod rest;
 mod server;

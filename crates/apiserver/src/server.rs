@@ -158,6 +158,13 @@ impl ApiServer {
         let mut connections = JoinSet::new();
         health.set_ready(true);
         info!(addr = ?listener.local_addr().ok(), "API server serving");
+        // Field validation needs the schemas on the first write; build them now, off the
+        // request path.
+        let warm = tokio::spawn(async {
+            if let Err(status) = crate::openapi::field_schemas().await {
+                warn!(error = ?status, "field schemas unavailable");
+            }
+        });
 
         loop {
             tokio::select! {
@@ -204,6 +211,7 @@ impl ApiServer {
         }
 
         health.set_ready(false);
+        warm.abort();
         drop(listener);
         info!("API server draining connections");
         if tokio::time::timeout(DRAIN_GRACE, graceful.shutdown()).await.is_err() {

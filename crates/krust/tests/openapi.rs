@@ -242,3 +242,39 @@ impl ArgPath for krust_testsupport::Kubectl {
         self.args([path])
     }
 }
+
+#[test]
+#[ignore = "end-to-end: needs scripts/clients.sh; run with --include-ignored"]
+fn server_side_field_validation_refuses_or_warns_about_unknown_fields() {
+    let server = start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let typo =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\ndata:\n  a: b\ndatta:\n  c: d\n";
+    let file = write(dir.path(), "typo.yaml", typo);
+    for version in VERSIONS {
+        // kubectl's default is --validate=strict, which the server enforces.
+        let out =
+            server.kubectl(version).args(["apply", "-f"]).arg_path(&file).output().expect("ran");
+        assert!(!out.status.success(), "kubectl {version} applied an unknown field");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(
+                "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"datta\""
+            ),
+            "kubectl {version}: {stderr}"
+        );
+    }
+    let out = server
+        .kubectl("1.35")
+        .args(["create", "--validate=warn", "-f"])
+        .arg_path(&file)
+        .output()
+        .expect("ran");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("Warning: unknown field \"datta\""), "{stderr}");
+    let stored =
+        server.kubectl("1.35").args(["get", "configmap", "typo", "-o", "json"]).run().expect("get");
+    assert!(!stored.contains("datta"), "unknown fields are dropped: {stored}");
+    assert!(stored.contains("\"a\": \"b\""), "{stored}");
+}

@@ -10,6 +10,7 @@
 //! `ETag`/`If-None-Match` and upstream's cache headers. `GET /openapi/v2` serves the same content
 //! as the gnostic protobuf kubectl 1.27/1.28 ask for (v2 JSON is not served).
 
+mod fields;
 mod kinds;
 mod paths;
 mod schemas;
@@ -35,6 +36,7 @@ use tracing::info;
 use crate::status::Status;
 use crate::version::VersionInfo;
 
+pub(crate) use self::fields::field_schemas;
 use self::schemas::{Library, SchemaSet, reference};
 
 /// The generated documents, serialized once.

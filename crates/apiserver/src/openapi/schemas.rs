@@ -53,6 +53,11 @@ impl Library {
         annotate_lists(&mut definitions);
         Self { definitions }
     }
+
+    /// Every schema, by component name.
+    pub(super) fn definitions(&self) -> &Map<String, Value> {
+        &self.definitions
+    }
 }
 
 /// k8s-openapi requires `metadata` of every kind (its Rust field is no `Option`); upstream

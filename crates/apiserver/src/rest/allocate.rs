@@ -90,72 +90,226 @@ pub fn plan_create(ctx: &Ctx<'_>, object: &mut Value) -> ApiResult<Vec<Claim>> {
     }
     let name = meta_str(object, "name").unwrap_or_default().to_owned();
     let namespace = meta_str(object, "namespace").unwrap_or_default().to_owned();
-    let cidr = ctx.state.service_cidr;
     let Some(spec) = object_at(object, &["spec"]) else { return Ok(Vec::new()) };
     let service_type = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP").to_owned();
     let mut claims = Vec::new();
-
     if service_type != "ExternalName" {
-        let requested = spec
-            .get("clusterIP")
-            .and_then(Value::as_str)
-            .or_else(|| spec.get("clusterIPs").and_then(|c| c.get(0)).and_then(Value::as_str))
-            .filter(|ip| !ip.is_empty())
-            .map(str::to_owned);
+        claims.extend(cluster_ip(ctx, spec, &name, &namespace)?);
+    }
+    if has_node_ports(&service_type) {
+        claims.extend(node_ports(ctx, spec, &name, &namespace, &[])?);
+    }
+    Ok(claims)
+}
+
+/// What an update changes in what a Service holds.
+#[derive(Default)]
+pub struct Reallocation {
+    /// Keys to claim with the write.
+    pub claims: Vec<Claim>,
+    /// Keys to release with the write.
+    pub releases: Vec<String>,
+}
+
+/// Carries a Service's allocations over an update as upstream does: a cluster IP or node port
+/// the new object leaves out is kept, a changed cluster IP is refused, a change of type
+/// allocates (to NodePort/LoadBalancer, from ExternalName) or releases (to ClusterIP, to
+/// ExternalName) what the new type needs.
+pub fn plan_update(ctx: &Ctx<'_>, old: &Value, new: &mut Value) -> ApiResult<Reallocation> {
+    let mut plan = Reallocation::default();
+    if !is_service(ctx) || ctx.is_status() {
+        return Ok(plan);
+    }
+    let name = meta_str(new, "name").unwrap_or_default().to_owned();
+    let namespace = meta_str(new, "namespace").unwrap_or_default().to_owned();
+    let old_spec = old.get("spec").cloned().unwrap_or(Value::Null);
+    let type_of = |spec: &Value| -> String {
+        spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP").to_owned()
+    };
+    let old_type = type_of(&old_spec);
+    let old_ips: Vec<String> = old_spec
+        .get("clusterIPs")
+        .and_then(Value::as_array)
+        .map(|ips| ips.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default();
+    let old_ports: Vec<(u64, String, u64)> = old_spec
+        .get("ports")
+        .and_then(Value::as_array)
+        .map(|ports| {
+            ports
+                .iter()
+                .filter_map(|p| {
+                    let node_port = p.get("nodePort").and_then(Value::as_u64)?;
+                    Some((port_number(p), protocol(p), node_port))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(spec) = object_at(new, &["spec"]) else { return Ok(plan) };
+    let new_type = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP").to_owned();
+
+    // Cluster IPs.
+    let requested = requested_ip(spec);
+    if new_type == "ExternalName" {
+        spec.remove("clusterIP");
+        spec.remove("clusterIPs");
+        plan.releases.extend(old_ips.iter().filter(|ip| *ip != "None").map(|ip| ip_key(ctx, ip)));
+    } else if old_ips.is_empty() {
+        plan.claims.extend(cluster_ip(ctx, spec, &name, &namespace)?);
+    } else {
         match requested.as_deref() {
-            Some("None") => {
-                spec.insert("clusterIP".into(), json!("None"));
-                spec.insert("clusterIPs".into(), json!(["None"]));
+            None => {
+                spec.insert("clusterIP".into(), json!(old_ips[0]));
+                spec.insert("clusterIPs".into(), json!(old_ips));
+            }
+            Some(ip) if ip == old_ips[0] => {
+                spec.insert("clusterIPs".into(), json!(old_ips));
             }
             Some(ip) => {
-                let parsed: Ipv4Addr = ip.parse().map_err(|_| {
-                    ctx.invalid(&name, &[("spec.clusterIPs[0]".into(), format!("Invalid value: \"{ip}\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))])
-                })?;
-                if !in_cidr(parsed, cidr) {
-                    let why = format!(
-                        "the provided IP ({ip}) is not in the valid range. The range of valid IPs is {}/{}",
-                        cidr.0, cidr.1
-                    );
-                    return Err(invalid_ip(ctx, &name, ip, &why));
-                }
-                spec.insert("clusterIP".into(), json!(ip));
-                spec.insert("clusterIPs".into(), json!([ip]));
-                claims.push(ip_claim(ctx, ip, &namespace, &name, true));
-            }
-            None => {
-                let ip = random_ip(cidr).to_string();
-                spec.insert("clusterIP".into(), json!(ip));
-                spec.insert("clusterIPs".into(), json!([ip]));
-                claims.push(ip_claim(ctx, &ip, &namespace, &name, false));
+                return Err(ctx.invalid(
+                    &name,
+                    &[(
+                        "spec.clusterIPs[0]".into(),
+                        format!("Invalid value: \"{ip}\": may not change once set"),
+                    )],
+                ));
             }
         }
-        spec.entry("ipFamilies").or_insert_with(|| json!(["IPv4"]));
-        spec.entry("ipFamilyPolicy").or_insert_with(|| json!("SingleStack"));
-        spec.entry("internalTrafficPolicy").or_insert_with(|| json!("Cluster"));
     }
 
-    if matches!(service_type.as_str(), "NodePort" | "LoadBalancer") {
-        spec.entry("externalTrafficPolicy").or_insert_with(|| json!("Cluster"));
+    // Node ports.
+    let held: Vec<u64> = old_ports.iter().map(|(_, _, n)| *n).collect();
+    if has_node_ports(&new_type) {
+        // A port the client leaves without a node port keeps the one it had.
         if let Some(Value::Array(ports)) = spec.get_mut("ports") {
-            for port in ports.iter_mut().filter_map(Value::as_object_mut) {
-                let (node_port, requested) = match port.get("nodePort").and_then(Value::as_u64) {
-                    Some(p) if p > 0 => {
-                        let p = u16::try_from(p).ok().filter(|p| NODE_PORTS.contains(p)).ok_or_else(|| {
-                            ctx.invalid(&name, &[("spec.ports[0].nodePort".into(), format!("Invalid value: {p}: provided port is not in the valid range. The range of valid ports is 30000-32767"))])
-                        })?;
-                        (p, true)
-                    }
-                    _ => (fastrand::u16(NODE_PORTS), false),
-                };
-                port.insert("nodePort".into(), json!(node_port));
-                claims.push(Claim {
-                    key: format!("{NODE_PORT_PREFIX}{node_port}"),
-                    value: Bytes::from(format!("{namespace}/{name}")),
-                    requested,
-                    what: format!("port {node_port}"),
+            for port in ports.iter_mut() {
+                let unset = port.get("nodePort").and_then(Value::as_u64).is_none_or(|n| n == 0);
+                let previous = old_ports.iter().find(|(number, proto, _)| {
+                    *number == port_number(port) && *proto == protocol(port)
                 });
+                if let (true, Some((_, _, node_port)), Some(map)) =
+                    (unset, previous, port.as_object_mut())
+                {
+                    map.insert("nodePort".into(), json!(node_port));
+                }
             }
         }
+        plan.claims.extend(node_ports(ctx, spec, &name, &namespace, &held)?);
+    } else if let Some(Value::Array(ports)) = spec.get_mut("ports") {
+        for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+            port.remove("nodePort");
+        }
+    }
+    let kept: Vec<u64> = spec
+        .get("ports")
+        .and_then(Value::as_array)
+        .map(|ports| {
+            ports.iter().filter_map(|p| p.get("nodePort").and_then(Value::as_u64)).collect()
+        })
+        .unwrap_or_default();
+    plan.releases.extend(
+        held.iter().filter(|n| !kept.contains(n)).map(|n| format!("{NODE_PORT_PREFIX}{n}")),
+    );
+    if !has_node_ports(&new_type) && has_node_ports(&old_type) {
+        spec.remove("externalTrafficPolicy");
+    }
+    Ok(plan)
+}
+
+fn has_node_ports(service_type: &str) -> bool {
+    matches!(service_type, "NodePort" | "LoadBalancer")
+}
+
+fn port_number(port: &Value) -> u64 {
+    port.get("port").and_then(Value::as_u64).unwrap_or(0)
+}
+
+fn protocol(port: &Value) -> String {
+    port.get("protocol").and_then(Value::as_str).unwrap_or("TCP").to_owned()
+}
+
+fn requested_ip(spec: &serde_json::Map<String, Value>) -> Option<String> {
+    spec.get("clusterIP")
+        .and_then(Value::as_str)
+        .or_else(|| spec.get("clusterIPs").and_then(|c| c.get(0)).and_then(Value::as_str))
+        .filter(|ip| !ip.is_empty())
+        .map(str::to_owned)
+}
+
+/// Fills the cluster IP (the client's, or a free one) and the IP family fields.
+fn cluster_ip(
+    ctx: &Ctx<'_>,
+    spec: &mut serde_json::Map<String, Value>,
+    name: &str,
+    namespace: &str,
+) -> ApiResult<Option<Claim>> {
+    let cidr = ctx.state.service_cidr;
+    let claim = match requested_ip(spec).as_deref() {
+        Some("None") => {
+            spec.insert("clusterIP".into(), json!("None"));
+            spec.insert("clusterIPs".into(), json!(["None"]));
+            None
+        }
+        Some(ip) => {
+            let parsed: Ipv4Addr = ip.parse().map_err(|_| {
+                ctx.invalid(name, &[("spec.clusterIPs[0]".into(), format!("Invalid value: \"{ip}\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))])
+            })?;
+            if !in_cidr(parsed, cidr) {
+                let why = format!(
+                    "the provided IP ({ip}) is not in the valid range. The range of valid IPs is {}/{}",
+                    cidr.0, cidr.1
+                );
+                return Err(invalid_ip(ctx, name, ip, &why));
+            }
+            spec.insert("clusterIP".into(), json!(ip));
+            spec.insert("clusterIPs".into(), json!([ip]));
+            Some(ip_claim(ctx, ip, namespace, name, true))
+        }
+        None => {
+            let ip = random_ip(cidr).to_string();
+            spec.insert("clusterIP".into(), json!(ip));
+            spec.insert("clusterIPs".into(), json!([ip]));
+            Some(ip_claim(ctx, &ip, namespace, name, false))
+        }
+    };
+    spec.entry("ipFamilies").or_insert_with(|| json!(["IPv4"]));
+    spec.entry("ipFamilyPolicy").or_insert_with(|| json!("SingleStack"));
+    spec.entry("internalTrafficPolicy").or_insert_with(|| json!("Cluster"));
+    Ok(claim)
+}
+
+/// Fills every port's node port (the client's, or a free one) and claims those not in `held`.
+fn node_ports(
+    ctx: &Ctx<'_>,
+    spec: &mut serde_json::Map<String, Value>,
+    name: &str,
+    namespace: &str,
+    held: &[u64],
+) -> ApiResult<Vec<Claim>> {
+    spec.entry("externalTrafficPolicy").or_insert_with(|| json!("Cluster"));
+    let mut claims = Vec::new();
+    let Some(Value::Array(ports)) = spec.get_mut("ports") else { return Ok(claims) };
+    for (i, port) in ports.iter_mut().enumerate() {
+        let Some(port) = port.as_object_mut() else { continue };
+        let (node_port, requested) = match port.get("nodePort").and_then(Value::as_u64) {
+            Some(p) if p > 0 => {
+                let p = u16::try_from(p).ok().filter(|p| NODE_PORTS.contains(p)).ok_or_else(|| {
+                    ctx.invalid(name, &[(format!("spec.ports[{i}].nodePort"), format!("Invalid value: {p}: provided port is not in the valid range. The range of valid ports is 30000-32767"))])
+                })?;
+                (p, true)
+            }
+            _ => (fastrand::u16(NODE_PORTS), false),
+        };
+        port.insert("nodePort".into(), json!(node_port));
+        if held.contains(&u64::from(node_port)) {
+            continue;
+        }
+        claims.push(Claim {
+            key: format!("{NODE_PORT_PREFIX}{node_port}"),
+            value: Bytes::from(format!("{namespace}/{name}")),
+            requested,
+            what: format!("port {node_port}"),
+        });
     }
     Ok(claims)
 }

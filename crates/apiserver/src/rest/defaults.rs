@@ -7,6 +7,7 @@ use super::object::object_at;
 
 /// Fills defaults of a new object of `group`/`kind` in place.
 pub fn apply(group: &str, kind: &str, object: &mut Value) {
+    normalize(group, kind, object);
     match (group, kind) {
         ("", "Pod") => {
             if let Some(spec) = object.get_mut("spec") {
@@ -22,6 +23,12 @@ pub fn apply(group: &str, kind: &str, object: &mut Value) {
             workload(kind, object);
         }
         ("", "Service") => service(object),
+        ("", "Secret") => {
+            let Some(map) = object.as_object_mut() else { return };
+            if map.get("type").and_then(Value::as_str).is_none_or(str::is_empty) {
+                map.insert("type".into(), json!("Opaque"));
+            }
+        }
         ("", "PodTemplate") => {
             if let Some(spec) = object.pointer_mut("/template/spec") {
                 pod_spec(spec);
@@ -166,6 +173,29 @@ fn service(object: &mut Value) {
                 default(port, "targetPort", p);
             }
         }
+    }
+}
+
+/// What every write does to an object of `group`/`kind`, create and update alike: a Secret's
+/// write-only `stringData` is merged into `data` (base64), as upstream's conversion does.
+pub fn normalize(group: &str, kind: &str, object: &mut Value) {
+    use base64::Engine as _;
+    if (group, kind) != ("", "Secret") {
+        return;
+    }
+    let Some(map) = object.as_object_mut() else { return };
+    let Some(Value::Object(strings)) = map.remove("stringData") else { return };
+    let data = map.entry("data").or_insert_with(|| json!({}));
+    if !data.is_object() {
+        *data = json!({});
+    }
+    let Value::Object(data) = data else { return };
+    for (key, value) in strings {
+        let text = match value {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        data.insert(key, json!(base64::engine::general_purpose::STANDARD.encode(text)));
     }
 }
 

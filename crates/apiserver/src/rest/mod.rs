@@ -5,6 +5,7 @@
 
 mod allocate;
 mod defaults;
+mod field_validation;
 mod object;
 mod params;
 mod read;

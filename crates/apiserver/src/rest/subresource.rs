@@ -199,8 +199,15 @@ pub async fn evict(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
     Ok(success(StatusCode::CREATED))
 }
 
+/// A Binding or Eviction body: JSON, or protobuf (client-go's typed clients) recognised by its
+/// magic bytes, which JSON never starts with.
 fn decode_body_any(body: &Bytes) -> ApiResult<Value> {
-    serde_json::from_slice(body).map_err(|e| {
+    let decoded = if crate::protobuf::has_magic(body) {
+        crate::protobuf::decode_object(body, None).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_slice(body).map_err(|e| e.to_string())
+    };
+    decoded.map_err(|e| {
         Status::bad_request(format!("the object provided is unrecognized or malformed: {e}"))
     })
 }

@@ -175,8 +175,11 @@ async fn create_defaults_type_from_the_url_and_refuses_mismatches() {
 
     let (code, status) = api.call("POST", CMS, Some("application/json"), None).await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{status}");
+    // A protobuf body without the envelope is malformed; a media type we do not read is 415.
     let (code, status) =
         api.call("POST", CMS, Some("application/vnd.kubernetes.protobuf"), Some(json!({}))).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{status}");
+    let (code, status) = api.call("POST", CMS, Some("application/cbor"), Some(json!({}))).await;
     assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{status}");
 }
 
@@ -923,4 +926,180 @@ async fn aggregated_discovery_with_the_exact_content_type() {
     // A plain Accept still gets the legacy form.
     let (_, legacy) = api.get("/apis").await;
     assert_eq!(legacy["kind"], "APIGroupList");
+}
+
+#[tokio::test]
+async fn field_validation_strict_warn_and_ignore() {
+    let api = api().await;
+    let body = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "bogus": 1},
+               "data": {"k": "v"}, "dataa": {}})
+    };
+    let send = |uri: String, raw: String| {
+        let req = Request::builder()
+            .method("POST")
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(Body::from(raw))
+            .expect("request");
+        api.router.clone().oneshot(req)
+    };
+
+    let resp = send(format!("{CMS}?fieldValidation=Strict"), body("s").to_string())
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let status: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.expect("body").to_bytes())
+            .expect("status");
+    assert_eq!(
+        status["message"],
+        "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"dataa\", unknown field \"metadata.bogus\""
+    );
+    assert_eq!(api.get(&format!("{CMS}/s")).await.0, StatusCode::NOT_FOUND, "nothing written");
+
+    // Warn is the default: written without the unknown fields, one header per field.
+    let resp = send(CMS.to_owned(), body("w").to_string()).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let warnings: Vec<&str> =
+        resp.headers().get_all("warning").iter().filter_map(|v| v.to_str().ok()).collect();
+    assert_eq!(
+        warnings,
+        ["299 - \"unknown field \\\"dataa\\\"\"", "299 - \"unknown field \\\"metadata.bogus\\\"\""]
+    );
+    let (_, stored) = api.get(&format!("{CMS}/w")).await;
+    assert!(stored.get("dataa").is_none() && stored["metadata"].get("bogus").is_none());
+    assert_eq!(stored["data"]["k"], "v");
+
+    let resp = send(format!("{CMS}?fieldValidation=Ignore"), body("i").to_string())
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert!(resp.headers().get("warning").is_none());
+
+    // Duplicates in a JSON body.
+    let dup = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"d","name":"d"}}"#;
+    let resp =
+        send(format!("{CMS}?fieldValidation=Strict"), dup.to_owned()).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let text = resp.into_body().collect().await.expect("body").to_bytes();
+    assert!(String::from_utf8_lossy(&text).contains(r#"duplicate field \"metadata.name\""#));
+
+    // A patch that adds an unknown field.
+    let (code, status) = api
+        .call(
+            "PATCH",
+            &format!("{CMS}/w?fieldValidation=Strict"),
+            Some("application/merge-patch+json"),
+            Some(json!({"spec": {"x": 1}})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{status}");
+    assert!(status["message"].as_str().is_some_and(|m| m.contains("unknown field \"spec\"")));
+
+    let resp = send(format!("{CMS}?fieldValidation=Loose"), body("l").to_string())
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn secrets_default_to_opaque() {
+    let api = api().await;
+    let uri = "/api/v1/namespaces/default/secrets";
+    let (code, created) = api
+        .post(uri, json!({"metadata": {"name": "s"}, "type": "", "stringData": {"a": "b"}}))
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    assert_eq!(created["type"], "Opaque");
+    assert_eq!(created["data"]["a"], "Yg==", "stringData is merged into data");
+    assert!(created.get("stringData").is_none());
+    let (code, updated) = api
+        .call(
+            "PATCH",
+            &format!("{uri}/s"),
+            Some("application/merge-patch+json"),
+            Some(json!({"stringData": {"c": "d"}})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{updated}");
+    assert_eq!(updated["data"], json!({"a": "Yg==", "c": "ZA=="}));
+    let (_, tls) =
+        api.post(uri, json!({"metadata": {"name": "t"}, "type": "kubernetes.io/tls"})).await;
+    assert_eq!(tls["type"], "kubernetes.io/tls");
+}
+
+#[tokio::test]
+async fn service_updates_keep_allocations_and_follow_type_changes() {
+    let api = api().await;
+    let svcs = "/api/v1/namespaces/default/services";
+    let merge = |body: Value| (Some("application/merge-patch+json"), Some(body));
+    let (code, created) = api
+        .post(svcs, service("web", json!({"ports": [{"port": 80}], "selector": {"a": "b"}})))
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let ip = created["spec"]["clusterIP"].as_str().expect("ip").to_owned();
+
+    // ClusterIP → NodePort allocates a node port and keeps the IP.
+    let (ct, body) = merge(json!({"spec": {"type": "NodePort"}}));
+    let (code, node) = api.call("PATCH", &format!("{svcs}/web"), ct, body).await;
+    assert_eq!(code, StatusCode::OK, "{node}");
+    let node_port = node["spec"]["ports"][0]["nodePort"].as_u64().expect("a node port");
+    assert_eq!(node["spec"]["clusterIP"], ip.as_str());
+    assert_eq!(node["spec"]["externalTrafficPolicy"], "Cluster");
+
+    // A replace that leaves out the allocated fields keeps them.
+    let mut replacement = node.clone();
+    replacement["spec"].as_object_mut().expect("spec").remove("clusterIP");
+    replacement["spec"].as_object_mut().expect("spec").remove("clusterIPs");
+    replacement["spec"]["ports"][0].as_object_mut().expect("port").remove("nodePort");
+    let (code, replaced) =
+        api.call("PUT", &format!("{svcs}/web"), Some("application/json"), Some(replacement)).await;
+    assert_eq!(code, StatusCode::OK, "{replaced}");
+    assert_eq!(replaced["spec"]["clusterIP"], ip.as_str());
+    assert_eq!(replaced["spec"]["ports"][0]["nodePort"], node_port);
+
+    // The node port is held: another Service cannot have it.
+    let (code, _) = api
+        .post(
+            svcs,
+            service(
+                "other",
+                json!({"type": "NodePort", "ports": [{"port": 81, "nodePort": node_port}]}),
+            ),
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // The cluster IP cannot change.
+    let (ct, body) =
+        merge(json!({"spec": {"clusterIP": "10.96.0.77", "clusterIPs": ["10.96.0.77"]}}));
+    let (code, status) = api.call("PATCH", &format!("{svcs}/web"), ct, body).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{status}");
+
+    // Back to ClusterIP: the node port goes and is free again.
+    let (ct, body) = merge(json!({"spec": {"type": "ClusterIP", "externalTrafficPolicy": null}}));
+    let (code, back) = api.call("PATCH", &format!("{svcs}/web"), ct, body).await;
+    assert_eq!(code, StatusCode::OK, "{back}");
+    assert!(back["spec"]["ports"][0].get("nodePort").is_none(), "{back}");
+    let (code, other) = api
+        .post(
+            svcs,
+            service(
+                "other",
+                json!({"type": "NodePort", "ports": [{"port": 81, "nodePort": node_port}]}),
+            ),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{other}");
+
+    // To ExternalName: the IP is released.
+    let (ct, body) =
+        merge(json!({"spec": {"type": "ExternalName", "externalName": "example.com"}}));
+    let (code, external) = api.call("PATCH", &format!("{svcs}/web"), ct, body).await;
+    assert_eq!(code, StatusCode::OK, "{external}");
+    assert!(external["spec"].get("clusterIP").is_none(), "{external}");
+    let (code, reuse) =
+        api.post(svcs, service("reuse", json!({"clusterIP": ip, "ports": [{"port": 80}]}))).await;
+    assert_eq!(code, StatusCode::CREATED, "the released IP can be requested again: {reuse}");
 }

@@ -9,6 +9,7 @@ use krust_store::{
 use serde_json::{Value, json};
 
 use super::allocate;
+use super::field_validation::{self, with_warnings};
 use super::object::{self, decode, encode, meta_str, metadata, metadata_mut};
 use super::read::{Filter, list_page};
 use super::{ApiResult, Ctx, json_response, store_error};
@@ -31,9 +32,11 @@ fn content_type(ctx: &Ctx<'_>) -> String {
 }
 
 const YAML: &str = "application/yaml";
+const PROTOBUF: &str = crate::protobuf::CONTENT_TYPE;
 
 /// A create or update body: JSON (a missing Content-Type means JSON, as the Python client
-/// sends it) or YAML.
+/// sends it), YAML, or protobuf (kubectl 1.32+ and client-go typed clients), which becomes
+/// the JSON the same object would have been sent as.
 pub(super) fn decode_body(ctx: &Ctx<'_>, body: &Bytes) -> ApiResult<Value> {
     let ct = content_type(ctx);
     let value: Value = match ct.as_str() {
@@ -47,7 +50,15 @@ pub(super) fn decode_body(ctx: &Ctx<'_>, body: &Bytes) -> ApiResult<Value> {
                 "the object provided is unrecognized or malformed: couldn't get version/kind; yaml parse error: {e}"
             ))
         })?,
-        other => return Err(Status::unsupported_media_type(other, &[JSON, YAML])),
+        PROTOBUF => {
+            let url_type = (ctx.resource.api_version(), ctx.resource.kind);
+            crate::protobuf::decode_object(body, Some((&url_type.0, url_type.1))).map_err(|e| {
+                Status::bad_request(format!(
+                    "the object provided is unrecognized or malformed: {e}"
+                ))
+            })?
+        }
+        other => return Err(Status::unsupported_media_type(other, &[JSON, YAML, PROTOBUF])),
     };
     if !value.is_object() {
         return Err(Status::bad_request(
@@ -55,6 +66,11 @@ pub(super) fn decode_body(ctx: &Ctx<'_>, body: &Bytes) -> ApiResult<Value> {
         ));
     }
     Ok(value)
+}
+
+/// The raw body when it is JSON (duplicate fields are looked for in it).
+fn json_body<'b>(ctx: &Ctx<'_>, body: &'b Bytes) -> Option<&'b [u8]> {
+    matches!(content_type(ctx).as_str(), "" | JSON).then_some(body.as_ref())
 }
 
 /// apiVersion and kind default from the URL; a body that names another type is refused.
@@ -206,6 +222,7 @@ pub async fn create(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
     }
     let mut object = decode_body(ctx, &body)?;
     check_type_meta(ctx, &mut object)?;
+    let warnings = field_validation::check(ctx, &mut object, json_body(ctx, &body)).await?;
     check_namespace(ctx, &mut object)?;
 
     let name = match meta_str(&object, "name").filter(|n| !n.is_empty()) {
@@ -239,7 +256,7 @@ pub async fn create(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
         let mut candidate = object.clone();
         let claims = allocate::plan_create(ctx, &mut candidate)?;
         if ctx.params.dry_run {
-            return Ok(json_response(StatusCode::CREATED, &candidate));
+            return Ok(with_warnings(json_response(StatusCode::CREATED, &candidate), &warnings));
         }
         // The object and everything it claims are written together, or not at all.
         let mut compares = vec![Compare::absent(key.clone())];
@@ -257,7 +274,7 @@ pub async fn create(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
             .map_err(store_error)?;
         if resp.succeeded {
             object::set_resource_version(&mut candidate, resp.header_revision);
-            return Ok(json_response(StatusCode::CREATED, &candidate));
+            return Ok(with_warnings(json_response(StatusCode::CREATED, &candidate), &warnings));
         }
         let present: Vec<bool> = resp
             .responses
@@ -346,8 +363,10 @@ pub(super) async fn write_update(
     new: Value,
 ) -> ApiResult<Option<Value>> {
     let old = decode(kv)?;
-    let merged = merge_for_update(ctx, &old, new);
-    write_merged(ctx, kv, &old, merged).await
+    let mut merged = merge_for_update(ctx, &old, new);
+    super::defaults::normalize(ctx.resource.group, ctx.resource.kind, &mut merged);
+    let plan = allocate::plan_update(ctx, &old, &mut merged)?;
+    write_merged(ctx, kv, &old, merged, plan).await
 }
 
 /// Writes `object` as given (server-owned fields already in place): for writes that span
@@ -358,7 +377,7 @@ pub(super) async fn write_whole(
     object: Value,
 ) -> ApiResult<Option<Value>> {
     let old = decode(kv)?;
-    write_merged(ctx, kv, &old, object).await
+    write_merged(ctx, kv, &old, object, allocate::Reallocation::default()).await
 }
 
 async fn write_merged(
@@ -366,6 +385,7 @@ async fn write_merged(
     kv: &KeyValue,
     old: &Value,
     mut merged: Value,
+    plan: allocate::Reallocation,
 ) -> ApiResult<Option<Value>> {
     let name = meta_str(old, "name").unwrap_or_default().to_owned();
 
@@ -393,11 +413,18 @@ async fn write_merged(
             WriteOutcome::Conflict { .. } => Ok(None),
         };
     }
-    let outcome = ctx
-        .store()
-        .update_if(&ctx.key(&name), encode(&merged)?, kv.mod_revision, kv.lease)
-        .await
-        .map_err(store_error)?;
+    let outcome = if plan.claims.is_empty() && plan.releases.is_empty() {
+        ctx.store()
+            .update_if(&ctx.key(&name), encode(&merged)?, kv.mod_revision, kv.lease)
+            .await
+            .map_err(store_error)?
+    } else {
+        match write_with_claims(ctx, kv, &name, &merged, &plan).await? {
+            Some(outcome) => outcome,
+            // One of our own picks was taken meanwhile: the caller tries again.
+            None => return Ok(None),
+        }
+    };
     match outcome {
         WriteOutcome::Applied { revision } => {
             object::set_resource_version(&mut merged, revision);
@@ -406,6 +433,49 @@ async fn write_merged(
         WriteOutcome::Conflict { current: None } => Err(ctx.not_found(&name)),
         WriteOutcome::Conflict { current: Some(_) } => Ok(None),
     }
+}
+
+/// An update that also claims and releases keys (a Service's node ports and IPs), all in one
+/// transaction. None when a key we picked ourselves turned out to be taken.
+async fn write_with_claims(
+    ctx: &Ctx<'_>,
+    kv: &KeyValue,
+    name: &str,
+    merged: &Value,
+    plan: &allocate::Reallocation,
+) -> ApiResult<Option<WriteOutcome>> {
+    let key = ctx.key(name);
+    let mut compares = vec![Compare::mod_revision(key.clone(), CompareOp::Equal, kv.mod_revision)];
+    let mut ops = vec![TxnOp::put_with_lease(key.clone(), encode(merged)?, kv.lease)];
+    for claim in &plan.claims {
+        compares.push(Compare::absent(claim.key.clone()));
+        ops.push(TxnOp::put(claim.key.clone(), claim.value.clone()));
+    }
+    ops.extend(plan.releases.iter().map(|k| TxnOp::delete(k.clone())));
+    let mut failure = vec![TxnOp::get(key)];
+    failure.extend(plan.claims.iter().map(|c| TxnOp::get(c.key.clone())));
+    let resp = ctx
+        .store()
+        .txn(TxnRequest::new().when(compares).and_then(ops).or_else(failure))
+        .await
+        .map_err(store_error)?;
+    if resp.succeeded {
+        return Ok(Some(WriteOutcome::Applied { revision: resp.header_revision }));
+    }
+    let mut responses = resp.responses.into_iter().map(|r| match r {
+        TxnOpResponse::Range(r) => r.kvs.into_iter().next(),
+        _ => None,
+    });
+    let current = responses.next().flatten();
+    if current.as_ref().is_none_or(|c| c.mod_revision != kv.mod_revision) {
+        return Ok(Some(WriteOutcome::Conflict { current }));
+    }
+    for (claim, holder) in plan.claims.iter().zip(responses) {
+        if holder.is_some() && claim.requested {
+            return Err(allocate::taken(ctx, name, claim));
+        }
+    }
+    Ok(None)
 }
 
 fn is_namespace_with_spec_finalizers(ctx: &Ctx<'_>, object: &Value) -> bool {
@@ -427,6 +497,7 @@ fn stale(ctx: &Ctx<'_>) -> Status {
 pub async fn update(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
     let mut new = decode_body(ctx, &body)?;
     check_type_meta(ctx, &mut new)?;
+    let warnings = field_validation::check(ctx, &mut new, json_body(ctx, &body)).await?;
     check_namespace(ctx, &mut new)?;
     let name = ctx.name();
     match meta_str(&new, "name") {
@@ -452,7 +523,7 @@ pub async fn update(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
             return Err(stale(ctx));
         }
         if let Some(object) = write_update(ctx, &kv, new.clone()).await? {
-            return Ok(json_response(StatusCode::OK, &object));
+            return Ok(with_warnings(json_response(StatusCode::OK, &object), &warnings));
         }
         if precondition.is_some() {
             return Err(stale(ctx));
@@ -520,6 +591,7 @@ pub async fn patch(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
         let old = decode(&kv)?;
         let mut patched = old.clone();
         apply_patch(patch_kind, &mut patched, &patch)?;
+        let warnings = field_validation::check(ctx, &mut patched, None).await?;
         // A resourceVersion in the patch is a precondition, as upstream treats it.
         let precondition = meta_str(&patched, "resourceVersion").map(str::to_owned);
         if let Some(rv) = precondition.as_deref()
@@ -539,7 +611,7 @@ pub async fn patch(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
             ));
         }
         if let Some(object) = write_update(ctx, &kv, patched).await? {
-            return Ok(json_response(StatusCode::OK, &object));
+            return Ok(with_warnings(json_response(StatusCode::OK, &object), &warnings));
         }
         if precondition.is_some() {
             return Err(stale(ctx));
@@ -560,8 +632,14 @@ fn delete_options(ctx: &Ctx<'_>, body: &Bytes) -> ApiResult<DeleteOptions> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return delete_options_from(ctx, &Value::Null);
     }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| Status::bad_request(format!("error decoding DeleteOptions: {e}")))?;
+    // client-go's typed clients send DeleteOptions as protobuf.
+    let value: Value = if crate::protobuf::has_magic(body) {
+        crate::protobuf::decode_object(body, Some(("v1", "DeleteOptions")))
+            .map_err(|e| Status::bad_request(format!("error decoding DeleteOptions: {e}")))?
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| Status::bad_request(format!("error decoding DeleteOptions: {e}")))?
+    };
     delete_options_from(ctx, &value)
 }
 
