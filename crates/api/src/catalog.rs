@@ -36,6 +36,10 @@ pub struct Resource {
     pub short_names: &'static [&'static str],
     pub categories: &'static [&'static str],
     pub subresources: &'static [Subresource],
+    /// The group and version objects are stored in when they are not this one's (the legacy
+    /// `extensions/v1beta1` forms are stored as `apps/v1` and `networking.k8s.io/v1`; see
+    /// [`crate::convert`]).
+    pub storage: Option<(&'static str, &'static str)>,
 }
 
 impl Resource {
@@ -65,10 +69,11 @@ impl Resource {
     /// group, `/registry/<group>/<resource>/` otherwise. Every served version of a resource
     /// shares one prefix (objects are kept in one storage version).
     pub fn store_prefix(&self) -> String {
-        if self.group.is_empty() {
+        let group = self.storage.map_or(self.group, |(group, _)| group);
+        if group.is_empty() {
             format!("/registry/{}/", self.plural)
         } else {
-            format!("/registry/{}/{}/", self.group, self.plural)
+            format!("/registry/{group}/{}/", self.plural)
         }
     }
 

@@ -9,6 +9,7 @@
 //! depends on none of them, and it never does I/O, spawns tasks or keeps global state.
 
 pub mod catalog;
+pub mod convert;
 pub mod fields;
 pub mod labels;
 pub mod names;

@@ -414,3 +414,81 @@ fn kubectl_proxy_passes_the_seeds_delete_with_options() {
     let missing = server.kubectl("1.30").args(["get", "cm", "doomed"]).output().expect("get");
     assert!(!missing.status.success());
 }
+
+/// The seeds' manifests: a Deployment and an Ingress in their `extensions/v1beta1` forms.
+const LEGACY_MANIFESTS: &str = "apiVersion: extensions/v1beta1
+kind: Deployment
+metadata:
+  name: seed-web
+spec:
+  replicas: 2
+  template:
+    metadata:
+      labels:
+        app: seed-web
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.7.9
+        ports:
+        - containerPort: 80
+---
+apiVersion: extensions/v1beta1
+kind: Ingress
+metadata:
+  name: seed-ing
+spec:
+  rules:
+  - host: foo.bar.com
+    http:
+      paths:
+      - path: /
+        backend:
+          serviceName: seed-web
+          servicePort: 80
+";
+
+#[test]
+#[ignore = "end-to-end: needs scripts/clients.sh; run with --include-ignored"]
+fn legacy_extensions_manifests_apply_and_read_back_in_both_versions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("legacy.yaml");
+    std::fs::write(&file, LEGACY_MANIFESTS).expect("manifest");
+    for version in ["1.20", "1.27", "1.35"] {
+        let server = start();
+        let kubectl = || server.kubectl(version);
+        let out = kubectl()
+            .args(["apply", "-f"])
+            .args([&file])
+            .run()
+            .unwrap_or_else(|e| panic!("kubectl {version} apply: {e}"));
+        assert!(out.contains("seed-web") && out.contains("seed-ing"), "{version}: {out}");
+        // The same objects in the current versions.
+        let deployment = kubectl()
+            .args(["get", "deployments.v1.apps", "seed-web", "-o", "json"])
+            .run()
+            .expect("get deployment");
+        let deployment: serde_json::Value = serde_json::from_str(&deployment).expect("json");
+        assert_eq!(deployment["apiVersion"], "apps/v1", "{version}");
+        assert_eq!(deployment["spec"]["selector"]["matchLabels"]["app"], "seed-web");
+        assert_eq!(deployment["spec"]["replicas"], 2);
+        let ingress = kubectl()
+            .args(["get", "ingresses.v1.networking.k8s.io", "seed-ing", "-o", "json"])
+            .run()
+            .expect("get ingress");
+        let ingress: serde_json::Value = serde_json::from_str(&ingress).expect("json");
+        assert_eq!(
+            ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"],
+            serde_json::json!({"service": {"name": "seed-web", "port": {"number": 80}}}),
+            "{version}"
+        );
+        // Applying again is a no-op through the legacy version too.
+        let again = kubectl().args(["apply", "-f"]).args([&file]).run().expect("apply again");
+        assert!(again.contains("unchanged"), "{version}: {again}");
+        let legacy = kubectl()
+            .args(["get", "ingresses.v1beta1.extensions", "seed-ing", "-o", "json"])
+            .run()
+            .expect("get legacy ingress");
+        assert!(legacy.contains("\"serviceName\": \"seed-web\""), "{version}: {legacy}");
+    }
+}

@@ -62,6 +62,7 @@ const fn namespaced(
         verbs: ALL_VERBS,
         short_names: &[],
         categories: &[],
+        storage: None,
         subresources: const { &[] },
     }
 }
@@ -493,10 +494,12 @@ fn legacy() -> Vec<Resource> {
                     status("Deployment"),
                 ]
             },
+            storage: Some(("apps", "v1")),
             ..namespaced("extensions", "v1beta1", "Deployment", "deployments", "deployment")
         },
         Resource {
             subresources: const { &[status("Ingress")] },
+            storage: Some(("networking.k8s.io", "v1")),
             ..namespaced("extensions", "v1beta1", "Ingress", "ingresses", "ingress")
         },
     ]

@@ -42,7 +42,8 @@ macro_rules! kinds {
 }
 
 /// A kind served under another group-version with the schema of `T`: the legacy
-/// `extensions/v1beta1` forms keep their fields, so upstream's current types describe them.
+/// `extensions/v1beta1` forms are described by schemas derived from upstream's current types
+/// (`schemas::add_legacy`), whose fields they mostly share.
 const fn legacy<T: JsonSchema + Resource>(
     group: &'static str,
     version: &'static str,
@@ -65,8 +66,14 @@ pub(super) fn lookup(group: &str, version: &str, kind: &str) -> Option<KindSchem
 }
 
 const LEGACY: [KindSchema; 3] = [
-    legacy::<apps::v1::Deployment>("extensions", "v1beta1"),
-    legacy::<networking::v1::Ingress>("extensions", "v1beta1"),
+    KindSchema {
+        name: || Cow::Borrowed(super::schemas::LEGACY_DEPLOYMENT),
+        ..legacy::<apps::v1::Deployment>("extensions", "v1beta1")
+    },
+    KindSchema {
+        name: || Cow::Borrowed(super::schemas::LEGACY_INGRESS),
+        ..legacy::<networking::v1::Ingress>("extensions", "v1beta1")
+    },
     legacy::<autoscaling::v1::Scale>("extensions", "v1beta1"),
 ];
 

@@ -49,6 +49,7 @@ impl Library {
         generator.subschema_for::<meta::APIGroupList>();
         generator.subschema_for::<meta::APIVersions>();
         let mut definitions = generator.take_definitions(true);
+        add_legacy(&mut definitions);
         unrequire_metadata(&mut definitions);
         annotate_lists(&mut definitions);
         Self { definitions }
@@ -58,6 +59,82 @@ impl Library {
     pub(super) fn definitions(&self) -> &Map<String, Value> {
         &self.definitions
     }
+}
+
+/// The component names of the legacy `extensions/v1beta1` kinds.
+pub(super) const LEGACY_DEPLOYMENT: &str = "io.k8s.api.extensions.v1beta1.Deployment";
+pub(super) const LEGACY_INGRESS: &str = "io.k8s.api.extensions.v1beta1.Ingress";
+
+/// Schemas of the legacy `extensions/v1beta1` Deployment and Ingress, derived from the current
+/// ones with what differed: a Deployment's selector was optional (defaulted from the template's
+/// labels), an Ingress backend named `serviceName`/`servicePort` and the default backend was
+/// `backend`. kubectl 1.20 validates the seeds' manifests against these.
+fn add_legacy(definitions: &mut Map<String, Value>) {
+    const APPS: &str = "io.k8s.api.apps.v1.";
+    const NET: &str = "io.k8s.api.networking.v1.";
+    const EXT: &str = "io.k8s.api.extensions.v1beta1.";
+    let copy = |definitions: &Map<String, Value>, from: &str| {
+        definitions.get(from).cloned().unwrap_or_else(|| json!({"type": "object"}))
+    };
+    let point = |schema: &mut Value, property: &str, to: &str| {
+        if let Some(p) = schema.pointer_mut(&format!("/properties/{property}")) {
+            *p = reference(to);
+        }
+    };
+    let point_items = |schema: &mut Value, property: &str, to: &str| {
+        if let Some(p) = schema.pointer_mut(&format!("/properties/{property}/items")) {
+            *p = reference(to);
+        }
+    };
+    let unrequire = |schema: &mut Value, field: &str| {
+        if let Some(Value::Array(required)) = schema.get_mut("required") {
+            required.retain(|f| f != field);
+        }
+    };
+
+    let mut deployment = copy(definitions, &format!("{APPS}Deployment"));
+    point(&mut deployment, "spec", &format!("{EXT}DeploymentSpec"));
+    let mut spec = copy(definitions, &format!("{APPS}DeploymentSpec"));
+    unrequire(&mut spec, "selector");
+    definitions.insert(format!("{EXT}Deployment"), deployment);
+    definitions.insert(format!("{EXT}DeploymentSpec"), spec);
+
+    let mut ingress = copy(definitions, &format!("{NET}Ingress"));
+    point(&mut ingress, "spec", &format!("{EXT}IngressSpec"));
+    let mut spec = copy(definitions, &format!("{NET}IngressSpec"));
+    if let Some(Value::Object(properties)) = spec.get_mut("properties") {
+        properties.remove("defaultBackend");
+        properties.insert("backend".into(), reference(&format!("{EXT}IngressBackend")));
+    }
+    point_items(&mut spec, "rules", &format!("{EXT}IngressRule"));
+    let mut rule = copy(definitions, &format!("{NET}IngressRule"));
+    point(&mut rule, "http", &format!("{EXT}HTTPIngressRuleValue"));
+    let mut rule_value = copy(definitions, &format!("{NET}HTTPIngressRuleValue"));
+    point_items(&mut rule_value, "paths", &format!("{EXT}HTTPIngressPath"));
+    let mut path = copy(definitions, &format!("{NET}HTTPIngressPath"));
+    point(&mut path, "backend", &format!("{EXT}IngressBackend"));
+    unrequire(&mut path, "pathType");
+    let backend = json!({
+        "description": "IngressBackend describes all endpoints for a given service and port.",
+        "type": "object",
+        "properties": {
+            "serviceName": {"description": "Specifies the name of the referenced service.", "type": "string"},
+            "servicePort": {
+                "description": "Specifies the port of the referenced service.",
+                "allOf": [reference("io.k8s.apimachinery.pkg.util.intstr.IntOrString")],
+            },
+            "resource": {
+                "description": "Resource is an ObjectRef to another Kubernetes resource in the namespace of the Ingress object.",
+                "allOf": [reference("io.k8s.api.core.v1.TypedLocalObjectReference")],
+            },
+        },
+    });
+    definitions.insert(format!("{EXT}Ingress"), ingress);
+    definitions.insert(format!("{EXT}IngressSpec"), spec);
+    definitions.insert(format!("{EXT}IngressRule"), rule);
+    definitions.insert(format!("{EXT}HTTPIngressRuleValue"), rule_value);
+    definitions.insert(format!("{EXT}HTTPIngressPath"), path);
+    definitions.insert(format!("{EXT}IngressBackend"), backend);
 }
 
 /// k8s-openapi requires `metadata` of every kind (its Rust field is no `Option`); upstream

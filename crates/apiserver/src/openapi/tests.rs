@@ -175,8 +175,20 @@ fn list_fields_carry_patch_strategies() {
 fn legacy_extensions_use_current_schemas_with_their_own_gvk() {
     let doc = document(&spec(), "apis/extensions/v1beta1");
     assert_eq!(
-        doc["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"]["x-kubernetes-group-version-kind"],
+        doc["components"]["schemas"]["io.k8s.api.extensions.v1beta1.Deployment"]["x-kubernetes-group-version-kind"],
         json!([{"group": "extensions", "kind": "Deployment", "version": "v1beta1"}])
+    );
+    let schemas = &doc["components"]["schemas"];
+    let spec = &schemas["io.k8s.api.extensions.v1beta1.DeploymentSpec"];
+    assert!(spec["properties"]["selector"].is_object());
+    assert!(
+        !spec["required"].as_array().is_some_and(|r| r.contains(&json!("selector"))),
+        "a v1beta1 selector is optional: {spec}"
+    );
+    let backend = &schemas["io.k8s.api.extensions.v1beta1.IngressBackend"]["properties"];
+    assert_eq!(backend["serviceName"]["type"], "string");
+    assert!(
+        schemas["io.k8s.api.extensions.v1beta1.IngressSpec"]["properties"]["backend"].is_object()
     );
     let patch =
         &doc["paths"]["/apis/extensions/v1beta1/namespaces/{namespace}/ingresses/{name}"]["patch"];
@@ -232,6 +244,7 @@ fn v2_protobuf_has_the_patch_operations_and_definitions_kubectl_reads() {
         .expect("deployment");
     let spec_field = deployment
         .properties
+        .clone()
         .expect("properties")
         .additional_properties
         .into_iter()
@@ -239,15 +252,30 @@ fn v2_protobuf_has_the_patch_operations_and_definitions_kubectl_reads() {
         .and_then(|p| p.value)
         .expect("spec");
     assert_eq!(spec_field.r#ref, "#/definitions/io.k8s.api.apps.v1.DeploymentSpec");
-    // Served as apps/v1 and as extensions/v1beta1: both group-version-kinds are listed.
-    let gvks = deployment
-        .vendor_extension
+    // Served as apps/v1 here; extensions/v1beta1 has a definition of its own (kubectl 1.20
+    // validates the seeds' manifests against it).
+    let gvks_of = |schema: &super::v2::Schema| -> Value {
+        let gvks = schema
+            .vendor_extension
+            .iter()
+            .find(|e| e.name == "x-kubernetes-group-version-kind")
+            .and_then(|e| e.value.clone())
+            .expect("gvks");
+        serde_json::from_str(&gvks.yaml).expect("json")
+    };
+    assert_eq!(
+        gvks_of(&deployment),
+        json!([{"group": "apps", "kind": "Deployment", "version": "v1"}])
+    );
+    let legacy = definitions
         .iter()
-        .find(|e| e.name == "x-kubernetes-group-version-kind")
-        .and_then(|e| e.value.clone())
-        .expect("gvks");
-    let gvks: Value = serde_json::from_str(&gvks.yaml).expect("json");
-    assert_eq!(gvks.as_array().map(Vec::len), Some(2), "{gvks}");
+        .find(|d| d.name == "io.k8s.api.extensions.v1beta1.Deployment")
+        .and_then(|d| d.value.clone())
+        .expect("the legacy definition");
+    assert_eq!(
+        gvks_of(&legacy),
+        json!([{"group": "extensions", "kind": "Deployment", "version": "v1beta1"}])
+    );
 }
 
 /// Not a benchmark: prints what one generation costs, for the record.

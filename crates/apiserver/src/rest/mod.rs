@@ -6,6 +6,7 @@
 mod allocate;
 mod defaults;
 mod field_validation;
+mod legacy;
 mod object;
 mod params;
 mod read;
@@ -171,14 +172,28 @@ async fn serve_resource(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    let resource = state
+    let requested = state
         .catalog
         .lookup(&req.group, &req.version, &req.resource)
         .ok_or_else(Status::path_not_found)?
         .clone();
-    check_scope(&resource, &req)?;
+    check_scope(&requested, &req)?;
+    // A legacy version is served by the handlers of its storage version, converted at the edges.
+    let storage = requested.storage.and_then(|(g, v)| state.catalog.lookup(g, v, requested.plural));
+    let (resource, served_as) = match storage {
+        Some(storage) => (storage.clone(), Some(requested)),
+        None => (requested, None),
+    };
+    let watch = req.verb == Verb::Watch;
+    let ctx = Ctx { state, resource, req, params, accept, headers, served_as };
+    let response = serve_ctx(&ctx, body).await?;
+    match &ctx.served_as {
+        Some(served) => legacy::response_to_served(served, &ctx.resource, watch, response).await,
+        None => Ok(response),
+    }
+}
 
-    let ctx = Ctx { state, resource, req, params, accept, headers };
+async fn serve_ctx(ctx: &Ctx<'_>, body: Body) -> ApiResult {
     let is_pods = ctx.resource.group.is_empty() && ctx.resource.plural == "pods";
     match (ctx.req.subresource.as_deref(), ctx.req.verb) {
         (None, _) => {}
@@ -187,14 +202,14 @@ async fn serve_resource(
         (Some("scale"), Verb::Get | Verb::Update | Verb::Patch)
             if ctx.resource.subresource("scale").is_some() =>
         {
-            return subresource::scale(&ctx, read_body(body).await?).await;
+            return subresource::scale(ctx, read_body(body).await?).await;
         }
         (Some("binding"), Verb::Create) if is_pods => {
             let name = ctx.req.name.clone();
-            return subresource::bind(&ctx, name.as_deref(), read_body(body).await?).await;
+            return subresource::bind(ctx, name.as_deref(), read_body(body).await?).await;
         }
         (Some("eviction"), Verb::Create) if is_pods => {
-            return subresource::evict(&ctx, read_body(body).await?).await;
+            return subresource::evict(ctx, read_body(body).await?).await;
         }
         (Some(_), _) => return Err(Status::path_not_found()),
     }
@@ -202,21 +217,21 @@ async fn serve_resource(
         && ctx.resource.plural == "bindings"
         && ctx.req.verb == Verb::Create
     {
-        return subresource::bind(&ctx, None, read_body(body).await?).await;
+        return subresource::bind(ctx, None, read_body(body).await?).await;
     }
     if ctx.req.subresource.is_none() && !ctx.resource.has_verb(ctx.req.verb.as_str()) {
         return Err(Status::method_not_allowed());
     }
 
     match ctx.req.verb {
-        Verb::Get => read::get(&ctx).await,
-        Verb::List => read::list(&ctx).await,
-        Verb::Watch => watch::watch(&ctx).await,
-        Verb::Create => write::create(&ctx, read_body(body).await?).await,
-        Verb::Update => write::update(&ctx, read_body(body).await?).await,
-        Verb::Patch => write::patch(&ctx, read_body(body).await?).await,
-        Verb::Delete => write::delete(&ctx, read_body(body).await?).await,
-        Verb::DeleteCollection => write::delete_collection(&ctx, read_body(body).await?).await,
+        Verb::Get => read::get(ctx).await,
+        Verb::List => read::list(ctx).await,
+        Verb::Watch => watch::watch(ctx).await,
+        Verb::Create => write::create(ctx, read_body(body).await?).await,
+        Verb::Update => write::update(ctx, read_body(body).await?).await,
+        Verb::Patch => write::patch(ctx, read_body(body).await?).await,
+        Verb::Delete => write::delete(ctx, read_body(body).await?).await,
+        Verb::DeleteCollection => write::delete_collection(ctx, read_body(body).await?).await,
     }
 }
 
@@ -229,6 +244,8 @@ struct Ctx<'a> {
     params: Params,
     accept: Option<String>,
     headers: HeaderMap,
+    /// The legacy resource the client addressed, when `resource` is its storage version.
+    served_as: Option<Resource>,
 }
 
 impl Ctx<'_> {

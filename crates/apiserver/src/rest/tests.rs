@@ -1103,3 +1103,64 @@ async fn service_updates_keep_allocations_and_follow_type_changes() {
         api.post(svcs, service("reuse", json!({"clusterIP": ip, "ports": [{"port": 80}]}))).await;
     assert_eq!(code, StatusCode::CREATED, "the released IP can be requested again: {reuse}");
 }
+
+#[tokio::test]
+async fn legacy_extensions_versions_are_the_same_objects_as_the_current_ones() {
+    let api = api().await;
+    let legacy = "/apis/extensions/v1beta1/namespaces/default/deployments";
+    let current = "/apis/apps/v1/namespaces/default/deployments";
+    let (code, created) = api
+        .post(
+            legacy,
+            json!({"apiVersion": "extensions/v1beta1", "kind": "Deployment",
+                   "metadata": {"name": "old"},
+                   "spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": "old"}},
+                            "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    assert_eq!(created["apiVersion"], "extensions/v1beta1");
+    // One object, seen through both versions.
+    let (_, modern) = api.get(&format!("{current}/old")).await;
+    assert_eq!(modern["apiVersion"], "apps/v1");
+    assert_eq!(modern["spec"]["selector"], json!({"matchLabels": {"app": "old"}}));
+    let (_, list) = api.get(legacy).await;
+    assert_eq!(list["apiVersion"], "extensions/v1beta1");
+    assert_eq!(list["items"][0]["apiVersion"], "extensions/v1beta1");
+    let (code, patched) = api
+        .call(
+            "PATCH",
+            &format!("{legacy}/old"),
+            Some("application/strategic-merge-patch+json"),
+            Some(json!({"spec": {"replicas": 5}})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{patched}");
+    assert_eq!(api.get(&format!("{current}/old")).await.1["spec"]["replicas"], 5);
+
+    // Ingress: serviceName/servicePort in, service.name/port out.
+    let (code, ing) = api
+        .post(
+            "/apis/extensions/v1beta1/namespaces/default/ingresses",
+            json!({"metadata": {"name": "ing"}, "spec": {"rules": [{"host": "a.example.com",
+                   "http": {"paths": [{"path": "/", "backend": {"serviceName": "web", "servicePort": 80}}]}}]}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{ing}");
+    assert_eq!(ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["serviceName"], "web");
+    let (_, v1) = api.get("/apis/networking.k8s.io/v1/namespaces/default/ingresses/ing").await;
+    assert_eq!(
+        v1["spec"]["rules"][0]["http"]["paths"][0]["backend"],
+        json!({"service": {"name": "web", "port": {"number": 80}}})
+    );
+
+    // A watch of the legacy version sees legacy objects.
+    let req = Request::builder()
+        .uri(format!("{legacy}?watch=true"))
+        .body(Body::empty())
+        .expect("request");
+    let mut body = api.router.clone().oneshot(req).await.expect("response").into_body();
+    let event = read_line(&mut body).await;
+    assert_eq!(event["type"], "ADDED");
+    assert_eq!(event["object"]["apiVersion"], "extensions/v1beta1");
+}

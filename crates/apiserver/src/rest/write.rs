@@ -65,7 +65,10 @@ pub(super) fn decode_body(ctx: &Ctx<'_>, body: &Bytes) -> ApiResult<Value> {
             "the object provided is unrecognized or malformed: the body must be an object",
         ));
     }
-    Ok(value)
+    Ok(match &ctx.served_as {
+        Some(served) => super::legacy::body_to_storage(served, value),
+        None => value,
+    })
 }
 
 /// The raw body when it is JSON (duplicate fields are looked for in it).
@@ -589,8 +592,15 @@ pub async fn patch(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
     for _ in 0..MAX_RETRIES {
         let kv = current(ctx, name).await?;
         let old = decode(&kv)?;
-        let mut patched = old.clone();
+        // A patch applies in the terms of the version the client addressed.
+        let mut patched = match &ctx.served_as {
+            Some(served) => super::legacy::object_to_served(served, old.clone()),
+            None => old.clone(),
+        };
         apply_patch(patch_kind, &mut patched, &patch)?;
+        if let Some(served) = &ctx.served_as {
+            patched = super::legacy::body_to_storage(served, patched);
+        }
         let warnings = field_validation::check(ctx, &mut patched, None).await?;
         // A resourceVersion in the patch is a precondition, as upstream treats it.
         let precondition = meta_str(&patched, "resourceVersion").map(str::to_owned);
