@@ -76,9 +76,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     })
     .await?;
     println!("KUBECONFIG={} kubectl get nodes", apiserver.kubeconfig_path().display());
+    let kubeconfig = apiserver.kubeconfig_path().to_owned();
 
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(apiserver.serve(shutdown.clone()));
+    let mut tasks: tokio::task::JoinSet<anyhow::Result<()>> = tokio::task::JoinSet::new();
+    let token = shutdown.clone();
+    tasks.spawn(async move { Ok(apiserver.serve(token).await?) });
+    // The scheduler is a client of the API like any other, over HTTPS with the admin identity.
+    let token = shutdown.clone();
+    tasks.spawn(async move {
+        let client = kube_client(&kubeconfig).await?;
+        krust_scheduler::run(client, krust_scheduler::Config::default(), token)
+            .await
+            .context("scheduler")
+    });
 
     let signal = shutdown_signal();
     tokio::select! {
@@ -97,6 +107,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Every acknowledged write is already durable; this stops the store's own threads.
     store.shutdown().await.context("store shutdown")?;
     Ok(())
+}
+
+/// A kube client for the in-process components, from the admin kubeconfig the API server wrote.
+pub async fn kube_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
+    let file = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("cannot read {}", kubeconfig.display()))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+            .await
+            .context("invalid admin kubeconfig")?;
+    kube::Client::try_from(config).context("cannot build the API client")
 }
 
 async fn shutdown_signal() -> &'static str {

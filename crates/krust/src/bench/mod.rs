@@ -2,6 +2,7 @@
 //! the issues name, each against a reference measured in the same run.
 
 mod apiserver;
+mod scheduler;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +25,9 @@ pub enum BenchCommand {
     /// list of 10,000 pods, watch fan-out, idle RSS and start-to-ready; the store's raw write rate
     /// in the same run is the reference.
     Apiserver(apiserver::ApiserverArgs),
+    /// The scheduler against a real API server on loopback: SchedulingBasic with N nodes and M
+    /// pending pods (5,000 x 10,000 and 5,000 x 50,000 by default); pods/s and latencies.
+    Scheduler(scheduler::SchedulerArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -53,6 +57,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Store(args) => store(args).await,
         BenchCommand::Apiserver(args) => apiserver::run(args).await,
+        BenchCommand::Scheduler(args) => scheduler::run(args).await,
     }
 }
 
