@@ -25,6 +25,8 @@ mod version;
 mod watch_cache;
 
 pub use error::{Error, Result};
+/// Decodes a protobuf request body (`k8s\0` + `runtime.Unknown`) into the object's JSON.
+pub use protobuf::{Error as ProtobufError, decode_object as decode_protobuf_object};
 pub use rest::ApiState;
 pub use server::{ApiServer, Config};
 pub use status::Status;

@@ -414,6 +414,22 @@ fn columns(group: &str, kind: &str) -> Vec<Column> {
                 none_if_empty(selector_string(o.pointer("/spec/selector")))
             }),
         ],
+        ("", "ComponentStatus") => {
+            // Upstream prints the first condition's state and its message or error.
+            fn condition(o: &Value, field: &str) -> String {
+                str_at(o, &format!("/conditions/0/{field}"))
+            }
+            vec![
+                name,
+                col("Status", "string", 0, |o| {
+                    let healthy =
+                        condition(o, "type") == "Healthy" && condition(o, "status") == "True";
+                    json!(if healthy { "Healthy" } else { "Unhealthy" })
+                }),
+                col("Message", "string", 0, |o| json!(condition(o, "message"))),
+                col("Error", "string", 0, |o| json!(condition(o, "error"))),
+            ]
+        }
         ("", "Event") => vec![
             col("Last Seen", "string", 0, event_last_seen),
             col("Type", "string", 0, |o| Value::String(str_at(o, "/type"))),

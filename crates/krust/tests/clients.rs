@@ -492,3 +492,123 @@ fn legacy_extensions_manifests_apply_and_read_back_in_both_versions() {
         assert!(legacy.contains("\"serviceName\": \"seed-web\""), "{version}: {legacy}");
     }
 }
+
+const RC_MANIFEST: &str = "apiVersion: v1
+kind: ReplicationController
+metadata:
+  name: nginx
+spec:
+  replicas: 2
+  selector:
+    app: nginx
+  template:
+    metadata:
+      labels:
+        app: nginx
+    spec:
+      containers:
+      - name: nginx
+        image: nginx
+        ports:
+        - containerPort: 80
+";
+
+#[test]
+#[ignore = "end-to-end: needs scripts/clients.sh; run with --include-ignored"]
+fn kubectl_1_20_replication_controller_commands() {
+    // kubectl 1.20 has no `rolling-update` (removed in 1.18); these are its RC commands.
+    let server = start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("rc.yaml");
+    std::fs::write(&file, RC_MANIFEST).expect("manifest");
+    let k = |args: &[&str]| server.kubectl("1.20").args(args).run().expect("kubectl 1.20");
+    let created =
+        server.kubectl("1.20").args(["create", "-f"]).args([&file]).run().expect("create");
+    assert_eq!(created.trim(), "replicationcontroller/nginx created");
+    let table = k(&["get", "rc"]);
+    let header: Vec<&str> = table.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "DESIRED", "CURRENT", "READY", "AGE"], "{table}");
+    assert!(table.lines().nth(1).is_some_and(|l| l.starts_with("nginx ")), "{table}");
+    assert_eq!(
+        k(&["scale", "rc", "nginx", "--replicas=3"]).trim(),
+        "replicationcontroller/nginx scaled"
+    );
+    assert_eq!(k(&["get", "rc", "nginx", "-o", "jsonpath={.spec.replicas}"]), "3");
+    let described = k(&["describe", "rc", "nginx"]);
+    assert!(described.contains("Selector:     app=nginx"), "{described}");
+    assert!(described.contains("Replicas:     0 current / 3 desired"), "{described}");
+    k(&["label", "rc", "nginx", "tier=web"]);
+    assert_eq!(
+        k(&["get", "rc", "-l", "tier=web", "-o", "name"]).trim(),
+        "replicationcontroller/nginx"
+    );
+    assert_eq!(k(&["delete", "rc", "nginx"]).trim(), "replicationcontroller \"nginx\" deleted");
+}
+
+#[test]
+#[ignore = "end-to-end: needs scripts/clients.sh; run with --include-ignored"]
+fn kubectl_describe_shows_the_objects_events() {
+    let server = start();
+    let k = |args: &[&str]| server.kubectl("1.33").args(args).run().expect("kubectl");
+    k(&["create", "configmap", "watched", "--from-literal=a=b"]);
+    let uid = k(&["get", "configmap", "watched", "-o", "jsonpath={.metadata.uid}"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("event.yaml");
+    let event = format!(
+        "apiVersion: v1
+kind: Event
+metadata:
+  name: watched.1
+involvedObject:
+  apiVersion: v1
+  kind: ConfigMap
+  name: watched
+  namespace: default
+  uid: {uid}
+reason: Checked
+message: the config map was looked at
+type: Normal
+source:
+  component: e2e-test
+count: 1
+firstTimestamp: \"2026-01-01T00:00:00Z\"
+lastTimestamp: \"2026-01-01T00:00:00Z\"
+"
+    );
+    std::fs::write(&file, event).expect("event");
+    server.kubectl("1.33").args(["create", "-f"]).args([&file]).run().expect("create event");
+    let described = k(&["describe", "configmap", "watched"]);
+    let events = described.split("Events:").nth(1).unwrap_or_default();
+    let row = events.lines().find(|l| l.contains("Checked")).unwrap_or_default();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells.first(), Some(&"Normal"), "{described}");
+    assert!(
+        row.contains("e2e-test") && row.contains("the config map was looked at"),
+        "{described}"
+    );
+    let table = k(&["get", "events"]);
+    assert!(table.contains("configmap/watched") && table.contains("Checked"), "{table}");
+}
+
+#[test]
+#[ignore = "end-to-end: needs scripts/clients.sh; run with --include-ignored"]
+fn kubectl_get_componentstatuses() {
+    let server = start();
+    for version in ["1.20", "1.33"] {
+        let out = server.kubectl(version).args(["get", "cs"]).output().expect("get cs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{version}: {stderr}");
+        assert!(stderr.contains("Warning: v1 ComponentStatus is deprecated in v1.19+"), "{stderr}");
+        let header: Vec<&str> =
+            stdout.lines().next().unwrap_or_default().split_whitespace().collect();
+        assert_eq!(header, ["NAME", "STATUS", "MESSAGE", "ERROR"], "{version}: {stdout}");
+        let etcd = stdout.lines().find(|l| l.starts_with("etcd-0")).unwrap_or_default();
+        assert!(
+            etcd.contains("Healthy") && etcd.contains(r#"{"health":"true","reason":""}"#),
+            "{stdout}"
+        );
+        assert!(stdout.lines().any(|l| l.starts_with("scheduler ")), "{stdout}");
+        assert!(stdout.lines().any(|l| l.starts_with("controller-manager ")), "{stdout}");
+    }
+}

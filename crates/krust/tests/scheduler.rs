@@ -241,3 +241,163 @@ fn pods_for_other_schedulers_are_left_alone() {
         .expect("force delete");
     assert_eq!(wait_bound(&server, "port-2"), "n1");
 }
+
+fn lease(server: &KrustServer, namespace: &str, name: &str) -> Option<Value> {
+    let out = server
+        .kubectl(KUBECTL)
+        .args(["get", "lease", "-n", namespace, name, "-o", "json"])
+        .output()
+        .expect("kubectl get lease");
+    out.status.success().then(|| serde_json::from_slice(&out.stdout).expect("json"))
+}
+
+fn micro_time(value: &Value) -> k8s_openapi::jiff::Timestamp {
+    let text = value.as_str().expect("a MicroTime string");
+    // MicroTime: RFC 3339 with exactly six fractional digits.
+    assert_eq!(text.len(), "2026-01-02T03:04:05.123456Z".len(), "{text}");
+    text.parse().expect("RFC 3339")
+}
+
+#[test]
+#[ignore = "end-to-end: real krust server"]
+fn the_scheduler_holds_and_renews_its_lease() {
+    let server = start();
+    let first = wait_for(&server, "the kube-scheduler lease", || {
+        lease(&server, "kube-system", "kube-scheduler")
+            .filter(|l| l["spec"]["holderIdentity"].as_str().is_some_and(|h| !h.is_empty()))
+    });
+    let spec = &first["spec"];
+    let holder = spec["holderIdentity"].as_str().expect("holder").to_owned();
+    assert!(holder.contains('_'), "<hostname>_<uuid>: {holder}");
+    assert_eq!(spec["leaseDurationSeconds"], 15);
+    let renewed = micro_time(&spec["renewTime"]);
+    let age = k8s_openapi::jiff::Timestamp::now().duration_since(renewed);
+    assert!(age.as_secs() < 15, "renewTime is {age:?} old");
+    micro_time(&spec["acquireTime"]);
+
+    let later = wait_for(&server, "the lease to be renewed", || {
+        lease(&server, "kube-system", "kube-scheduler")
+            .filter(|l| micro_time(&l["spec"]["renewTime"]) > renewed)
+    });
+    assert_eq!(later["spec"]["holderIdentity"], holder.as_str());
+    assert_eq!(later["spec"]["acquireTime"], spec["acquireTime"], "a renewal keeps acquireTime");
+
+    // And it schedules while it leads.
+    create_node(&server, "n1", "4", "8Gi", json!({}));
+    create_pod(&server, "led", json!({}), json!({}));
+    assert_eq!(wait_bound(&server, "led"), "n1");
+}
+
+mod election {
+    use std::time::Duration;
+
+    use krust_scheduler::leader::{LeaderElectionConfig, LeaderElector};
+    use tokio::sync::watch;
+    use tokio::task::JoinHandle;
+    use tokio_util::sync::CancellationToken;
+
+    /// One candidate: its identity, its leadership channel and the task that campaigns.
+    pub struct Candidate {
+        pub identity: String,
+        pub leading: watch::Receiver<bool>,
+        stop: CancellationToken,
+        task: JoinHandle<()>,
+    }
+
+    impl Candidate {
+        pub fn start(client: &kube::Client, release_on_cancel: bool) -> Self {
+            let config = LeaderElectionConfig {
+                lease_duration: Duration::from_secs(3),
+                renew_deadline: Duration::from_secs(2),
+                retry_period: Duration::from_millis(500),
+                release_on_cancel,
+                ..LeaderElectionConfig::new("default", "e2e-election")
+            };
+            let identity = config.lock.identity.clone();
+            let elector = LeaderElector::new(client.clone(), config).expect("valid config");
+            let (tx, leading) = watch::channel(false);
+            let stop = CancellationToken::new();
+            let task = tokio::spawn(elector.run(stop.clone(), tx));
+            Self { identity, leading, stop, task }
+        }
+
+        pub fn leads(&self) -> bool {
+            *self.leading.borrow()
+        }
+
+        pub async fn wait_leading(&mut self, within: Duration) {
+            tokio::time::timeout(within, self.leading.wait_for(|l| *l))
+                .await
+                .unwrap_or_else(|_| panic!("{} did not lead within {within:?}", self.identity))
+                .expect("the elector is running");
+        }
+
+        /// Cancels the campaign and waits until it has ended (and released, if configured).
+        pub async fn stop(self) -> bool {
+            self.stop.cancel();
+            self.task.await.expect("the elector does not panic");
+            *self.leading.borrow()
+        }
+    }
+}
+
+#[test]
+#[ignore = "end-to-end: real krust server"]
+fn two_electors_one_leader_and_takeover() {
+    use election::Candidate;
+
+    let server = start();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let holder = || {
+        lease(&server, "default", "e2e-election")
+            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
+    };
+    runtime.block_on(async {
+        let kubeconfig =
+            kube::config::Kubeconfig::read_from(server.kubeconfig()).expect("kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .expect("client config");
+        let client = kube::Client::try_from(config).expect("client");
+
+        // A leads first and will not release: B must wait for the lease to expire.
+        let mut a = Candidate::start(&client, false);
+        a.wait_leading(Duration::from_secs(10)).await;
+        let mut b = Candidate::start(&client, true);
+        let watch_until = tokio::time::Instant::now() + Duration::from_secs(4);
+        while tokio::time::Instant::now() < watch_until {
+            assert!(a.leads() && !b.leads(), "exactly one leader: a={} b={}", a.leads(), b.leads());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(holder().as_deref(), Some(a.identity.as_str()));
+
+        let a_identity = a.identity.clone();
+        assert!(!a.stop().await, "a cancelled elector reports it no longer leads");
+        assert_eq!(holder().as_deref(), Some(a_identity.as_str()), "a did not release");
+        let cancelled = tokio::time::Instant::now();
+        b.wait_leading(Duration::from_secs(10)).await;
+        assert!(
+            cancelled.elapsed() > Duration::from_secs(2),
+            "b took over before a's lease could have expired"
+        );
+        assert_eq!(holder().as_deref(), Some(b.identity.as_str()));
+        let transitions =
+            lease(&server, "default", "e2e-election").expect("lease")["spec"]["leaseTransitions"]
+                .as_i64();
+        assert_eq!(transitions, Some(1));
+
+        // B releases on cancel: C takes over without waiting for the 3 s lease to expire.
+        let mut c = Candidate::start(&client, false);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(b.leads() && !c.leads());
+        b.stop().await;
+        let released = tokio::time::Instant::now();
+        let spec = lease(&server, "default", "e2e-election").expect("lease")["spec"].clone();
+        let holder_now = spec["holderIdentity"].as_str().unwrap_or_default().to_owned();
+        assert!(holder_now.is_empty() || holder_now == c.identity, "b released the lease: {spec}");
+        c.wait_leading(Duration::from_secs(10)).await;
+        assert!(released.elapsed() < Duration::from_secs(3), "c waited {:?}", released.elapsed());
+        assert_eq!(holder().as_deref(), Some(c.identity.as_str()));
+        c.stop().await;
+    });
+}

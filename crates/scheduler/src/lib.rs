@@ -6,7 +6,10 @@
 //! (`pods/status`) and Events. It works against any conformant API server.
 //!
 //! Entry point: [`run`] (or [`Scheduler::new`] + [`Scheduler::run`] to read its [`Metrics`]),
-//! which runs until its cancellation token fires. Pods whose `spec.schedulerName` is not
+//! which runs until its cancellation token fires. With [`Config::leader_election`] set (the
+//! default: Lease `kube-system/kube-scheduler`, upstream's timing) it schedules only while it holds
+//! the Lease; on losing it, it stops scheduling, drops its queue and cache, and campaigns again,
+//! starting from fresh lists when it leads again (upstream exits and is restarted instead). Pods whose `spec.schedulerName` is not
 //! `default-scheduler` (the profile's name) and pods that already have a `spec.nodeName` are
 //! left alone.
 
@@ -22,6 +25,8 @@ mod scheduler;
 #[cfg(test)]
 mod testing;
 
+/// The leader election the scheduler uses (its settings are part of [`Config`]).
+pub use krust_leader as leader;
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use plugins::{ProfileConfig, ResourceSpec, ScoringStrategyType};
 pub use scheduler::{Config, Scheduler, try_schedule};
@@ -37,6 +42,9 @@ pub enum Error {
     /// A watch stream ended although it retries on its own; the scheduler cannot go on blind.
     #[error("the {resource} watch ended")]
     WatchEnded { resource: &'static str },
+    /// Leader election cannot run (an invalid [`Config::leader_election`]).
+    #[error("leader election")]
+    LeaderElection(#[source] krust_leader::Error),
     /// One of the scheduler's own tasks panicked.
     #[error("a scheduler task panicked")]
     TaskPanicked(#[source] tokio::task::JoinError),

@@ -31,12 +31,35 @@ pub struct Config {
     /// Bindings (and failure reports) in flight at once; more wait, which slows scheduling
     /// down to what the API server absorbs.
     pub max_in_flight_api_calls: usize,
+    /// Schedule only while holding this Lease (upstream's `leaderElection`, on by default with
+    /// the Lease `kube-system/kube-scheduler`); `None` schedules unconditionally.
+    pub leader_election: Option<krust_leader::LeaderElectionConfig>,
 }
+
+/// Where upstream's kube-scheduler keeps its Lease.
+pub const LEADER_ELECTION_NAMESPACE: &str = "kube-system";
+pub const LEADER_ELECTION_LEASE: &str = "kube-scheduler";
 
 impl Default for Config {
     fn default() -> Self {
-        Self { profile: ProfileConfig::default(), max_in_flight_api_calls: 256 }
+        Self {
+            profile: ProfileConfig::default(),
+            max_in_flight_api_calls: 256,
+            leader_election: Some(krust_leader::LeaderElectionConfig::new(
+                LEADER_ELECTION_NAMESPACE,
+                LEADER_ELECTION_LEASE,
+            )),
+        }
     }
+}
+
+/// Waits until leadership satisfies `want` (or the elector ended); holds no borrow of the
+/// channel afterwards, so the future stays `Send` across the awaits that follow.
+async fn wait_for(
+    leading: &mut tokio::sync::watch::Receiver<bool>,
+    want: impl FnMut(&bool) -> bool,
+) {
+    let _ = leading.wait_for(want).await.map(|_| ());
 }
 
 /// How often unschedulable pods are checked for the 5-minute retry.
@@ -271,7 +294,69 @@ impl Scheduler {
 
     /// Runs until `shutdown` is cancelled. Every task it starts ends before it returns.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
-        let stop = shutdown.child_token();
+        match self.config.leader_election.clone() {
+            None => self.run_term(shutdown).await,
+            Some(election) => self.run_elected(election, shutdown).await,
+        }
+    }
+
+    /// Campaigns for the Lease and runs one scheduling term (informers, queue, loop) per stretch
+    /// of leadership. A term ends before the Lease is released, so no binding is written after.
+    async fn run_elected(
+        &self,
+        election: krust_leader::LeaderElectionConfig,
+        shutdown: CancellationToken,
+    ) -> Result<()> {
+        let elector = krust_leader::LeaderElector::new(self.client.clone(), election)
+            .map_err(Error::LeaderElection)?;
+        let (tx, mut leading) = tokio::sync::watch::channel(false);
+        let elector_stop = CancellationToken::new();
+        let elector = elector.run(elector_stop.clone(), tx);
+        let mut elector = std::pin::pin!(elector);
+        let mut elector_done = false;
+        let result = loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break Ok(()),
+                () = &mut elector => {
+                    elector_done = true;
+                    break Ok(());
+                }
+                _ = wait_for(&mut leading, |l| *l) => {}
+            }
+            tracing::info!("leading: scheduling starts");
+            let term = shutdown.child_token();
+            let scheduling = self.run_term(term.clone());
+            let mut scheduling = std::pin::pin!(scheduling);
+            tokio::select! {
+                r = &mut scheduling => break r,
+                () = &mut elector => {
+                    elector_done = true;
+                    term.cancel();
+                    break scheduling.await;
+                }
+                _ = wait_for(&mut leading, |l| !*l) => {
+                    tracing::warn!("lost the lease: scheduling stops until it is acquired again");
+                    term.cancel();
+                    if let Err(e) = scheduling.await {
+                        break Err(e);
+                    }
+                }
+            }
+        };
+        elector_stop.cancel();
+        if !elector_done {
+            elector.await;
+        }
+        result
+    }
+
+    /// One term: informers from fresh lists, the event recorder and the scheduling loop, until
+    /// `stop` is cancelled or one of them fails.
+    async fn run_term(&self, stop: CancellationToken) -> Result<()> {
+        // A former term's assumed pods and queue must not leak into this one.
+        *self.shared.lock() = State::default();
+        let stop = stop.child_token();
         let mut tasks: JoinSet<Result<()>> = JoinSet::new();
 
         let nodes: Api<Node> = Api::all(self.client.clone());

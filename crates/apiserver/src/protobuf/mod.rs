@@ -32,7 +32,7 @@ const MAGIC: &[u8; 4] = b"k8s\0";
 
 /// Why a protobuf body was refused. All are the client's fault (400 at the edge).
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum Error {
+pub enum Error {
     /// The body lacks the `k8s\0` prefix.
     #[error("the body does not start with the protobuf magic \"k8s\\x00\"")]
     Magic,
@@ -92,10 +92,7 @@ pub(crate) fn has_magic(body: &[u8]) -> bool {
 /// Decodes a protobuf body into a JSON object with `apiVersion` and `kind` from its envelope.
 /// `default_type` (apiVersion, kind) stands in for an envelope that names none, as upstream
 /// defaults it from the endpoint.
-pub(crate) fn decode_object(
-    body: &[u8],
-    default_type: Option<(&str, &str)>,
-) -> Result<Value, Error> {
+pub fn decode_object(body: &[u8], default_type: Option<(&str, &str)>) -> Result<Value, Error> {
     let envelope = body.strip_prefix(MAGIC).ok_or(Error::Magic)?;
     let unknown = Unknown::parse(envelope)?;
     if !unknown.content_encoding.is_empty() {

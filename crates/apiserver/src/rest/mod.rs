@@ -4,6 +4,7 @@
 //! deletecollection, plus the `status` subresource.
 
 mod allocate;
+mod componentstatus;
 mod defaults;
 mod field_validation;
 mod legacy;
@@ -221,6 +222,13 @@ async fn serve_ctx(ctx: &Ctx<'_>, body: Body) -> ApiResult {
     }
     if ctx.req.subresource.is_none() && !ctx.resource.has_verb(ctx.req.verb.as_str()) {
         return Err(Status::method_not_allowed());
+    }
+    // Component statuses are computed, not stored.
+    if ctx.resource.group.is_empty()
+        && ctx.resource.plural == "componentstatuses"
+        && matches!(ctx.req.verb, Verb::Get | Verb::List)
+    {
+        return componentstatus::get_or_list(ctx).await;
     }
 
     match ctx.req.verb {

@@ -1164,3 +1164,52 @@ async fn legacy_extensions_versions_are_the_same_objects_as_the_current_ones() {
     assert_eq!(event["type"], "ADDED");
     assert_eq!(event["object"]["apiVersion"], "extensions/v1beta1");
 }
+
+#[tokio::test]
+async fn component_statuses_report_the_store_and_leased_components() {
+    let api = api().await;
+    let req = Request::builder().uri("/api/v1/componentstatuses").body(Body::empty());
+    let resp = api.router.clone().oneshot(req.expect("request")).await.expect("response");
+    assert_eq!(
+        resp.headers().get("warning").and_then(|v| v.to_str().ok()),
+        Some("299 - \"v1 ComponentStatus is deprecated in v1.19+\"")
+    );
+    let (code, list) = api.get("/api/v1/componentstatuses").await;
+    assert_eq!(code, StatusCode::OK);
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["scheduler", "controller-manager", "etcd-0"]);
+    assert_eq!(list["items"][2]["conditions"][0]["status"], "True");
+    assert_eq!(list["items"][0]["conditions"][0]["status"], "False", "no scheduler lease yet");
+
+    // A scheduler that holds and renews its lease is healthy.
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("time");
+    let (code, lease) = api
+        .post(
+            "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases",
+            json!({"metadata": {"name": "kube-scheduler"},
+                   "spec": {"holderIdentity": "me", "leaseDurationSeconds": 15, "renewTime": now}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{lease}");
+    let (_, scheduler) = api.get("/api/v1/componentstatuses/scheduler").await;
+    assert_eq!(
+        scheduler["conditions"][0],
+        json!({"type": "Healthy", "status": "True", "message": "ok"})
+    );
+    let (code, _) = api.get("/api/v1/componentstatuses/nope").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (_, table) = api
+        .call_with_accept(
+            "/api/v1/componentstatuses",
+            "application/json;as=Table;v=v1;g=meta.k8s.io",
+        )
+        .await;
+    assert_eq!(table["rows"][0]["cells"], json!(["scheduler", "Healthy", "ok", ""]));
+}

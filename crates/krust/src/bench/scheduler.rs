@@ -156,6 +156,8 @@ async fn run_basic(nodes: usize, pods: usize, timeout: Duration) -> anyhow::Resu
             scheduler_name: SCHEDULER_NAME.into(),
             ..Default::default()
         },
+        // It runs beside the server's own scheduler under another name: nothing to elect.
+        leader_election: None,
         ..Default::default()
     };
     let scheduler = krust_scheduler::Scheduler::new(client, config);
