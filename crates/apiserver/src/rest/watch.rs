@@ -178,9 +178,7 @@ impl WatchState {
                 self.pending.push_back(Item::Cached("ADDED", object));
             }
             if ctx.params.send_initial_events == Some(true) {
-                let mut bookmark = bookmark_object(self.kind, &self.api_version, snapshot.revision);
-                bookmark["metadata"]["annotations"] = json!({"k8s.io/initial-events-end": "true"});
-                self.pending.push_back(Item::Value("BOOKMARK", bookmark));
+                self.queue_initial_events_end(snapshot.revision);
             }
             self.source = Source::Cache { cache, changed, after: snapshot.revision };
             return Ok(true);
@@ -213,9 +211,7 @@ impl WatchState {
                 self.pending.push_back(Item::Value("ADDED", object));
             }
             if ctx.params.send_initial_events == Some(true) {
-                let mut bookmark = bookmark_object(self.kind, &self.api_version, page.revision);
-                bookmark["metadata"]["annotations"] = json!({"k8s.io/initial-events-end": "true"});
-                self.pending.push_back(Item::Value("BOOKMARK", bookmark));
+                self.queue_initial_events_end(page.revision);
             }
             page.revision + 1
         } else {
@@ -276,6 +272,13 @@ impl WatchState {
             serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
+    }
+
+    /// The bookmark that ends the initial events of a watch-list (`sendInitialEvents`).
+    fn queue_initial_events_end(&mut self, revision: Revision) {
+        let mut bookmark = bookmark_object(self.kind, &self.api_version, revision);
+        bookmark["metadata"]["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        self.pending.push_back(Item::Value("BOOKMARK", bookmark));
     }
 
     fn queue_bookmark(&mut self, revision: Revision) {

@@ -2,8 +2,7 @@
 //! temporary sqlite store) driven over HTTPS/HTTP2 with the admin certificate. The store's own
 //! 64-writer rate is measured in the same run, so the ratio shows the API's overhead.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +14,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::task::JoinSet;
 
 #[derive(Debug, clap::Args)]
@@ -37,60 +35,22 @@ pub struct ApiserverArgs {
 type Conn = SendRequest<Full<Bytes>>;
 
 struct Server {
-    child: tokio::process::Child,
-    data_dir: tempfile::TempDir,
+    process: super::spawn::SpawnedServer,
     authority: String,
     ready_ms: f64,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
 async fn start_server() -> anyhow::Result<Server> {
-    let data_dir = tempfile::tempdir()?;
-    let started = Instant::now();
-    let mut child = tokio::process::Command::new(std::env::current_exe()?)
-        .args([
-            "server",
-            "--bind-address",
-            "127.0.0.1",
-            "--secure-port",
-            "0",
-            "--log-level",
-            "warn",
-            "--data-dir",
-        ])
-        .arg(data_dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()?;
-    let stdout = child.stdout.take().context("server stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let kubeconfig = loop {
-        match tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await {
-            Ok(Ok(Some(line))) if line.starts_with("KUBECONFIG=") => {
-                break PathBuf::from(
-                    line.trim_start_matches("KUBECONFIG=")
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default(),
-                );
-            }
-            Ok(Ok(Some(_))) => {}
-            _ => bail!("the server did not start"),
-        }
-    };
+    let process = super::spawn::spawn_server(Duration::from_secs(10)).await?;
+    let started = process.started;
+    let kubeconfig = process.kubeconfig.clone();
     let config = std::fs::read_to_string(&kubeconfig)?;
     let authority = config
         .lines()
         .find_map(|l| l.trim().strip_prefix("server: https://"))
         .context("no server in the kubeconfig")?
         .to_owned();
-    let mut server = Server { child, data_dir, authority, ready_ms: 0.0 };
+    let mut server = Server { process, authority, ready_ms: 0.0 };
     let conn = connect(&server).await?;
     loop {
         if let Ok((200, _)) = request(&conn, "GET", "/readyz", None).await {
@@ -106,7 +66,7 @@ async fn start_server() -> anyhow::Result<Server> {
 }
 
 async fn connect(server: &Server) -> anyhow::Result<Conn> {
-    let pki = server.data_dir.path().join("pki");
+    let pki = server.process.data_dir.path().join("pki");
     let mut roots = rustls::RootCertStore::empty();
     for ca in CertificateDer::pem_file_iter(pki.join("ca.crt"))? {
         roots.add(ca?)?;
@@ -229,7 +189,7 @@ fn rss_mb(pid: u32) -> f64 {
 pub async fn run(args: ApiserverArgs) -> anyhow::Result<()> {
     let server = start_server().await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle_rss_mb = server.child.id().map_or(0.0, rss_mb);
+    let idle_rss_mb = server.process.child.id().map_or(0.0, rss_mb);
     println!("apiserver bench: ready in {:.1} ms, idle RSS {idle_rss_mb:.1} MB", server.ready_ms);
 
     // Creates with 1, 8 and 64 clients (each level creates its own objects).
@@ -299,7 +259,7 @@ pub async fn run(args: ApiserverArgs) -> anyhow::Result<()> {
     );
 
     // The store alone, same machine, same run.
-    let store_rate = store_rate(server.data_dir.path()).await?;
+    let store_rate = store_rate(server.process.data_dir.path()).await?;
     println!("  store (sqlite) x64 {store_rate:>8.0}/s");
 
     let line = json!({

@@ -3,6 +3,7 @@
 
 mod apiserver;
 mod scheduler;
+mod spawn;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -4,16 +4,13 @@
 //! name their own scheduler (`bench-scheduler`), so the server's in-process default scheduler
 //! leaves them alone and the measured one is the only one binding them.
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
 const SCHEDULER_NAME: &str = "bench-scheduler";
@@ -33,41 +30,8 @@ pub struct SchedulerArgs {
     timeout_secs: u64,
 }
 
-struct Server {
-    child: tokio::process::Child,
-    _data_dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
-async fn start_server() -> anyhow::Result<Server> {
-    let data_dir = tempfile::tempdir()?;
-    let mut child = tokio::process::Command::new(std::env::current_exe()?)
-        .args(["server", "--bind-address", "127.0.0.1", "--secure-port", "0"])
-        .args(["--log-level", "warn", "--data-dir"])
-        .arg(data_dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()?;
-    let stdout = child.stdout.take().context("server stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let kubeconfig = loop {
-        match tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await {
-            Ok(Ok(Some(line))) if line.starts_with("KUBECONFIG=") => {
-                let path = line.trim_start_matches("KUBECONFIG=").split_whitespace().next();
-                break PathBuf::from(path.unwrap_or_default());
-            }
-            Ok(Ok(Some(_))) => {}
-            _ => bail!("the server did not start"),
-        }
-    };
-    Ok(Server { child, _data_dir: data_dir, kubeconfig })
+async fn start_server() -> anyhow::Result<super::spawn::SpawnedServer> {
+    super::spawn::spawn_server(Duration::from_secs(20)).await
 }
 
 fn node(i: usize) -> anyhow::Result<Node> {
