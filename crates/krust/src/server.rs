@@ -1,4 +1,4 @@
-//! `krust server`: the control plane.
+//! `krust server`: the control plane (API server, scheduler, controller manager).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -77,6 +77,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     .await?;
     println!("KUBECONFIG={} kubectl get nodes", apiserver.kubeconfig_path().display());
     let kubeconfig = apiserver.kubeconfig_path().to_owned();
+    let apiserver_kubeconfig = kubeconfig.clone();
 
     let mut tasks: tokio::task::JoinSet<anyhow::Result<()>> = tokio::task::JoinSet::new();
     let token = shutdown.clone();
@@ -88,6 +89,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         krust_scheduler::run(client, krust_scheduler::Config::default(), token)
             .await
             .context("scheduler")
+    });
+    let token = shutdown.clone();
+    let kubeconfig = apiserver_kubeconfig;
+    tasks.spawn(async move {
+        let client = kube_client(&kubeconfig).await?;
+        krust_controllers::run(client, krust_controllers::Config::default(), token)
+            .await
+            .context("controller manager")
     });
 
     let signal = shutdown_signal();
