@@ -14,17 +14,23 @@
 mod events;
 mod expectations;
 mod informer;
+mod nodeipam;
+mod nodelifecycle;
+mod podgc;
 pub mod pods;
 mod queue;
 mod replicaset;
+mod tainteviction;
 
 pub use events::{EventRecorder, EventType, object_reference};
 pub use expectations::Expectations;
 pub use informer::{Change, IndexFn, Informer, Informers, ObjectKey};
+pub use nodeipam::Cidr;
 pub use queue::WorkQueue;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use krust_leader::LeaderElectionConfig;
 use tokio::sync::watch;
@@ -60,6 +66,22 @@ pub struct Config {
     pub leader_election: Option<LeaderElectionConfig>,
     /// Concurrent reconciles per controller (upstream's `--concurrent-*-syncs`, default 5).
     pub workers: usize,
+    /// The pod network the node IPAM controller hands out a range of to each node
+    /// (`--cluster-cidr`); `None` turns node IPAM off (upstream's `--allocate-node-cidrs=false`).
+    pub cluster_cidr: Option<Cidr>,
+    /// The prefix length of each node's pod range (`--node-cidr-mask-size`, default 24).
+    pub node_cidr_mask_size: u8,
+    /// How long a node may go without a heartbeat (Lease renewal or Ready condition) before
+    /// it is marked unknown (`--node-monitor-grace-period`, 50 s since 1.32).
+    pub node_monitor_grace_period: Duration,
+    /// The same for a node that never reported (`--node-startup-grace-period`, 60 s).
+    pub node_startup_grace_period: Duration,
+    /// How often node health is checked (`--node-monitor-period`, 5 s).
+    pub node_monitor_period: Duration,
+    /// Finished pods kept before the oldest are deleted (`--terminated-pod-gc-threshold`).
+    pub terminated_pod_gc_threshold: usize,
+    /// How often the pod garbage collector runs (upstream's `gcCheckPeriod`, 20 s).
+    pub pod_gc_period: Duration,
 }
 
 impl Default for Config {
@@ -70,6 +92,13 @@ impl Default for Config {
                 "kube-controller-manager",
             )),
             workers: 5,
+            cluster_cidr: None,
+            node_cidr_mask_size: 24,
+            node_monitor_grace_period: Duration::from_secs(50),
+            node_startup_grace_period: Duration::from_secs(60),
+            node_monitor_period: Duration::from_secs(5),
+            terminated_pod_gc_threshold: 12_500,
+            pod_gc_period: Duration::from_secs(20),
         }
     }
 }
@@ -98,6 +127,10 @@ type Start = fn(&Context, &mut JoinSet<Result<()>>);
 const CONTROLLERS: &[(&str, Start)] = &[
     ("replicaset", replicaset::start_replicasets),
     ("replicationcontroller", replicaset::start_rcs),
+    ("nodeipam", nodeipam::start),
+    ("nodelifecycle", nodelifecycle::start),
+    ("taint-eviction-controller", tainteviction::start),
+    ("podgc", podgc::start),
 ];
 
 /// The names of the controllers [`run`] starts.
@@ -216,4 +249,29 @@ where
     queue.shut_down();
     while loops.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Runs `pass` every `period` until `stop` (for controllers that poll rather than react, as
+/// upstream's node lifecycle and pod GC do); a failed pass is logged and retried next period.
+pub(crate) async fn every<F, Fut>(
+    period: Duration,
+    stop: CancellationToken,
+    what: &'static str,
+    pass: F,
+) -> Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = pass().await {
+            tracing::info!(error = %e, "{what} failed; retrying");
+        }
+    }
 }

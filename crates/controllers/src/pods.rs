@@ -13,6 +13,19 @@ use k8s_openapi::jiff::Timestamp;
 /// The index of pods (and anything else) by the UID of their controller owner.
 pub const CONTROLLER_UID_INDEX: &str = "controller-uid";
 
+/// The index of pods by `spec.nodeName` (unbound pods are not in it).
+pub const NODE_NAME_INDEX: &str = "node-name";
+
+/// The values of [`NODE_NAME_INDEX`] for `pod`.
+pub fn node_name_index(pod: &Pod) -> Vec<String> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .filter(|n| !n.is_empty())
+        .into_iter()
+        .collect()
+}
+
 /// The values of [`CONTROLLER_UID_INDEX`] for `object`.
 pub fn controller_uid_index<K: kube::Resource>(object: &K) -> Vec<String> {
     controller_of(object.meta()).map(|r| r.uid.clone()).into_iter().collect()

@@ -29,6 +29,26 @@ pub struct ServerArgs {
     /// Key prefix in etcd, so that several clusters can share one.
     #[arg(long, default_value = "")]
     etcd_prefix: String,
+    /// The pod network; each node gets a `--node-cidr-mask-size` range of it as its podCIDR.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: krust_controllers::Cidr,
+    /// Prefix length of each node's pod range.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u8).range(8..=30))]
+    node_cidr_mask_size: u8,
+    /// How long a node may go without a heartbeat before it is marked unknown (and its pods,
+    /// after their tolerationSeconds, evicted). Go-style durations: 50s, 1m30s.
+    #[arg(long, default_value = "50s", value_parser = parse_duration)]
+    node_monitor_grace_period: std::time::Duration,
+    /// Finished pods kept before the oldest are deleted (0: keep all).
+    #[arg(long, default_value_t = 12_500)]
+    terminated_pod_gc_threshold: usize,
+}
+
+/// A Go-style duration (`50s`, `1m30s`, `500ms`).
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d: k8s_openapi::jiff::SignedDuration =
+        s.parse().map_err(|e| format!("invalid duration {s:?}: {e}"))?;
+    std::time::Duration::try_from(d).map_err(|_| format!("invalid duration {s:?}: negative"))
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -90,13 +110,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .await
             .context("scheduler")
     });
+    let controllers = krust_controllers::Config {
+        cluster_cidr: Some(args.cluster_cidr),
+        node_cidr_mask_size: args.node_cidr_mask_size,
+        node_monitor_grace_period: args.node_monitor_grace_period,
+        terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
+        ..krust_controllers::Config::default()
+    };
     let token = shutdown.clone();
     let kubeconfig = apiserver_kubeconfig;
     tasks.spawn(async move {
         let client = kube_client(&kubeconfig).await?;
-        krust_controllers::run(client, krust_controllers::Config::default(), token)
-            .await
-            .context("controller manager")
+        krust_controllers::run(client, controllers, token).await.context("controller manager")
     });
 
     let signal = shutdown_signal();

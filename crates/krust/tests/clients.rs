@@ -534,9 +534,21 @@ fn kubectl_1_20_replication_controller_commands() {
         "replicationcontroller/nginx scaled"
     );
     assert_eq!(k(&["get", "rc", "nginx", "-o", "jsonpath={.spec.replicas}"]), "3");
-    let described = k(&["describe", "rc", "nginx"]);
+    // The replication controller creates the pods (they wait: no node runs them).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let described = loop {
+        let described = k(&["describe", "rc", "nginx"]);
+        if described.contains("Replicas:     3 current / 3 desired")
+            || std::time::Instant::now() > deadline
+        {
+            break described;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
     assert!(described.contains("Selector:     app=nginx"), "{described}");
-    assert!(described.contains("Replicas:     0 current / 3 desired"), "{described}");
+    assert!(described.contains("Replicas:     3 current / 3 desired"), "{described}");
+    assert!(described.contains("0 Running / 3 Waiting / 0 Succeeded / 0 Failed"), "{described}");
+    assert!(described.contains("SuccessfulCreate"), "{described}");
     k(&["label", "rc", "nginx", "tier=web"]);
     assert_eq!(
         k(&["get", "rc", "-l", "tier=web", "-o", "name"]).trim(),

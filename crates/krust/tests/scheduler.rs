@@ -2,7 +2,7 @@
 //! API, taints, cordon and labels steering placement, and upstream's FailedScheduling event and
 //! `PodScheduled` condition for pods that fit nowhere. Every wait polls with a deadline.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use krust_testsupport::KrustServer;
 use serde_json::{Value, json};
@@ -15,15 +15,8 @@ fn start() -> KrustServer {
 }
 
 /// Polls `check` until it returns `Some`, failing with `what` (and the server log) at the deadline.
-fn wait_for<T>(server: &KrustServer, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}\n{}", server.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_for<T>(server: &KrustServer, what: &str, check: impl FnMut() -> Option<T>) -> T {
+    server.wait_for(DEADLINE, what, check)
 }
 
 fn apply(server: &KrustServer, object: &Value) {

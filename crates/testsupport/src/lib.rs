@@ -153,6 +153,50 @@ impl KrustServer {
         Kubectl::new(version, &self.kubeconfig)
     }
 
+    /// `kubectl create -f` of `object` (written to a file in the data dir).
+    pub fn create(&self, kubectl: &str, object: &serde_json::Value) -> anyhow::Result<String> {
+        let name = format!(
+            "{}-{}-{}.json",
+            object["kind"].as_str().unwrap_or("object"),
+            object["metadata"]["namespace"].as_str().unwrap_or("-"),
+            object["metadata"]["name"].as_str().unwrap_or("-"),
+        );
+        let path = self.data_dir.path().join(name);
+        std::fs::write(&path, object.to_string())?;
+        self.kubectl(kubectl).args(["create".as_ref(), "-f".as_ref(), path.as_os_str()]).run()
+    }
+
+    /// `kubectl <args> -o json`, parsed.
+    pub fn get_json(&self, kubectl: &str, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let out = self.kubectl(kubectl).args(args).args(["-o", "json"]).run()?;
+        Ok(serde_json::from_str(&out)?)
+    }
+
+    /// The pods `selector` selects that are not being deleted.
+    pub fn live_pods(&self, kubectl: &str, selector: &str) -> Vec<serde_json::Value> {
+        let list = self.get_json(kubectl, &["get", "pods", "-l", selector]).unwrap_or_default();
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        items.into_iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).collect()
+    }
+
+    /// Polls `check` every 100 ms until it returns `Some`; panics with `what` and the server's
+    /// log once `deadline` passed (for tests: convergence, never performance).
+    pub fn wait_for<T>(
+        &self,
+        deadline: Duration,
+        what: &str,
+        mut check: impl FnMut() -> Option<T>,
+    ) -> T {
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(v) = check() {
+                return v;
+            }
+            assert!(Instant::now() < until, "timed out waiting for {what}\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Sends SIGTERM and waits up to `timeout` for the process to exit; returns its exit status.
     pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
         let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;

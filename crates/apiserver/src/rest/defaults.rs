@@ -12,6 +12,7 @@ pub fn apply(group: &str, kind: &str, object: &mut Value) {
         ("", "Pod") => {
             if let Some(spec) = object.get_mut("spec") {
                 pod_spec(spec);
+                default_toleration_seconds(spec);
             }
             let qos = qos_class(object.get("spec").unwrap_or(&Value::Null));
             if let Some(map) = object.as_object_mut() {
@@ -51,6 +52,36 @@ pub fn apply(group: &str, kind: &str, object: &mut Value) {
 fn default(map: &mut Map<String, Value>, key: &str, value: Value) {
     if map.get(key).is_none_or(Value::is_null) {
         map.insert(key.into(), value);
+    }
+}
+
+/// Upstream's DefaultTolerationSeconds admission plugin: a new pod that does not tolerate the
+/// `not-ready` and `unreachable` NoExecute taints tolerates them for 300 s, so that the pods of a
+/// node that stops reporting are evicted five minutes later.
+fn default_toleration_seconds(spec: &mut Value) {
+    const TAINTS: [&str; 2] = ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"];
+    let Some(map) = spec.as_object_mut() else { return };
+    let tolerations = map.entry("tolerations").or_insert_with(|| json!([]));
+    if tolerations.is_null() {
+        *tolerations = json!([]);
+    }
+    let Some(list) = tolerations.as_array_mut() else { return };
+    for taint in TAINTS {
+        let tolerated = list.iter().any(|t| {
+            let key = t.get("key").and_then(Value::as_str).unwrap_or_default();
+            let effect = t.get("effect").and_then(Value::as_str).unwrap_or_default();
+            let exists = t.get("operator").and_then(Value::as_str) == Some("Exists");
+            (key == taint || (key.is_empty() && exists))
+                && (effect.is_empty() || effect == "NoExecute")
+        });
+        if !tolerated {
+            list.push(json!({
+                "key": taint,
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 300,
+            }));
+        }
     }
 }
 

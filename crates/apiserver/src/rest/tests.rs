@@ -1004,6 +1004,36 @@ async fn field_validation_strict_warn_and_ignore() {
 }
 
 #[tokio::test]
+async fn new_pods_tolerate_unready_and_unreachable_nodes_for_five_minutes() {
+    let api = api().await;
+    let uri = "/api/v1/namespaces/default/pods";
+    let container = json!([{"name": "c", "image": "x"}]);
+    let (code, pod) =
+        api.post(uri, json!({"metadata": {"name": "a"}, "spec": {"containers": container}})).await;
+    assert_eq!(code, StatusCode::CREATED, "{pod}");
+    let expected = |key: &str| json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300});
+    assert_eq!(
+        pod["spec"]["tolerations"],
+        json!([
+            expected("node.kubernetes.io/not-ready"),
+            expected("node.kubernetes.io/unreachable")
+        ])
+    );
+    // A pod's own toleration of either taint is kept as it is.
+    let own = json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5});
+    let (_, pod) = api
+        .post(uri, json!({"metadata": {"name": "b"}, "spec": {"containers": container, "tolerations": [own]}}))
+        .await;
+    assert_eq!(pod["spec"]["tolerations"], json!([own, expected("node.kubernetes.io/not-ready")]));
+    // Tolerating every taint covers both.
+    let all = json!({"operator": "Exists"});
+    let (_, pod) = api
+        .post(uri, json!({"metadata": {"name": "c"}, "spec": {"containers": container, "tolerations": [all]}}))
+        .await;
+    assert_eq!(pod["spec"]["tolerations"], json!([all]));
+}
+
+#[tokio::test]
 async fn secrets_default_to_opaque() {
     let api = api().await;
     let uri = "/api/v1/namespaces/default/secrets";
