@@ -1,6 +1,7 @@
 //! The `krust` binary: parses flags and wires the components together. Nothing else lives here.
 
 mod bench;
+mod hollow;
 mod logging;
 mod server;
 
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Run the control plane.
     Server(server::ServerArgs),
+    /// Run simulated nodes (real kubelets over a fake container runtime) for scale tests.
+    Hollow(hollow::HollowArgs),
     /// Benchmarks: a table, then one JSON line of figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -53,6 +56,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Server(args) => runtime()?.block_on(server::run(args)),
+        Command::Hollow(args) => runtime()?.block_on(hollow::run(args)),
         Command::Bench(command) => runtime()?.block_on(bench::run(command)),
     }
 }

@@ -154,7 +154,7 @@ pub async fn kube_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::C
     kube::Client::try_from(config).context("cannot build the API client")
 }
 
-async fn shutdown_signal() -> &'static str {
+pub async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) =
         (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))

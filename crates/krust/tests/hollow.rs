@@ -1,0 +1,197 @@
+//! Hollow nodes (`krust hollow`): real kubelets over the fake runtime joining a `krust server`.
+//! They register Ready nodes with Leases, run the pods the scheduler binds to them (addresses
+//! from their pod CIDR), honour restart policies and scripted exits, finish graceful deletions,
+//! and — once their process is killed — stop heartbeating, so the node lifecycle controller
+//! marks their nodes Unknown. Every wait polls with a deadline.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use krust_testsupport::KrustServer;
+use serde_json::{Value, json};
+
+const KUBECTL: &str = "1.33";
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A `krust hollow` process, killed when dropped.
+struct Hollow(Child);
+
+impl Hollow {
+    fn start(server: &KrustServer, nodes: usize) -> Self {
+        let log = std::fs::File::create(server.data_dir().join("hollow.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_krust"))
+            .arg("hollow")
+            .arg("--kubeconfig")
+            .arg(server.kubeconfig())
+            .args(["--nodes", &nodes.to_string()])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("krust hollow starts");
+        Hollow(child)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Hollow {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn get(server: &KrustServer, args: &[&str]) -> Value {
+    server.get_json(KUBECTL, args).expect("kubectl get")
+}
+
+fn ready_nodes(server: &KrustServer) -> usize {
+    let nodes = get(server, &["get", "nodes"]);
+    nodes["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|n| {
+                    n["status"]["conditions"].as_array().is_some_and(|c| {
+                        c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    })
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn pod(name: &str, restart_policy: &str, annotations: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "annotations": annotations},
+        "spec": {
+            "restartPolicy": restart_policy,
+            "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}],
+        },
+    })
+}
+
+fn pod_status(server: &KrustServer, name: &str) -> Value {
+    get(server, &["get", "pod", name])["status"].clone()
+}
+
+#[test]
+#[ignore = "end-to-end: real krust server, krust hollow and kubectl"]
+fn hollow_nodes_run_pods_and_their_loss_is_noticed() {
+    let server =
+        KrustServer::start(env!("CARGO_BIN_EXE_krust"), &["--node-monitor-grace-period", "5s"])
+            .expect("server starts");
+    let mut hollow = Hollow::start(&server, 3);
+    server.wait_for(DEADLINE, "3 Ready hollow nodes", || (ready_nodes(&server) == 3).then_some(()));
+    let leases = get(&server, &["get", "leases", "-n", "kube-node-lease"]);
+    let holders: Vec<&str> = leases["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["spec"]["holderIdentity"].as_str())
+        .collect();
+    assert_eq!(holders.len(), 3, "{leases}");
+
+    // A ReplicaSet's pods run on the hollow nodes with addresses from their node's range.
+    server
+        .create(
+            KUBECTL,
+            &json!({
+                "apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": {"name": "web", "namespace": "default"},
+                "spec": {
+                    "replicas": 3,
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "web"}},
+                        "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]},
+                    },
+                },
+            }),
+        )
+        .expect("create rs");
+    server.wait_for(DEADLINE, "3 ready replicas", || {
+        (get(&server, &["get", "rs", "web"])["status"]["readyReplicas"] == 3).then_some(())
+    });
+    for p in server.live_pods(KUBECTL, "app=web") {
+        let node = get(&server, &["get", "node", p["spec"]["nodeName"].as_str().expect("bound")]);
+        let cidr = node["spec"]["podCIDR"].as_str().expect("podCIDR");
+        let ip = p["status"]["podIP"].as_str().expect("podIP");
+        let prefix = cidr.trim_end_matches("0/24");
+        assert!(ip.starts_with(prefix), "pod IP {ip} in node range {cidr}");
+        assert_eq!(p["status"]["hostIP"], node["status"]["addresses"][0]["address"]);
+        assert_eq!(p["status"]["phase"], "Running");
+        assert_eq!(p["status"]["containerStatuses"][0]["ready"], true);
+        assert!(
+            p["status"]["containerStatuses"][0]["containerID"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("fake://"))
+        );
+    }
+
+    // Restart policies with scripted exits.
+    server
+        .create(KUBECTL, &pod("done", "Never", json!({"fake.krust.dev/exit-c": "0"})))
+        .expect("create");
+    server
+        .create(KUBECTL, &pod("broken", "Never", json!({"fake.krust.dev/exit-c": "2"})))
+        .expect("create");
+    server
+        .create(KUBECTL, &pod("crashing", "Always", json!({"fake.krust.dev/exit-c": "1"})))
+        .expect("create");
+    server.wait_for(DEADLINE, "done Succeeded", || {
+        (pod_status(&server, "done")["phase"] == "Succeeded").then_some(())
+    });
+    let broken = server.wait_for(DEADLINE, "broken Failed", || {
+        let s = pod_status(&server, "broken");
+        (s["phase"] == "Failed").then_some(s)
+    });
+    assert_eq!(broken["containerStatuses"][0]["state"]["terminated"]["exitCode"], 2);
+    assert_eq!(broken["containerStatuses"][0]["state"]["terminated"]["reason"], "Error");
+    let crashing = server.wait_for(DEADLINE, "crashing in CrashLoopBackOff", || {
+        let s = pod_status(&server, "crashing");
+        (s["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff").then_some(s)
+    });
+    assert_eq!(crashing["phase"], "Running", "a crash-looping pod under Always is Running");
+    assert_eq!(crashing["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 1);
+    assert_eq!(
+        crashing["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+            .map(|c| c["status"].clone()),
+        Some(json!("False"))
+    );
+    // After the 10 s backoff it is started again.
+    server.wait_for(Duration::from_secs(40), "a restart", || {
+        (pod_status(&server, "crashing")["containerStatuses"][0]["restartCount"].as_i64()
+            >= Some(1))
+        .then_some(())
+    });
+    let table = server.kubectl(KUBECTL).args(["get", "pods"]).run().expect("get pods");
+    assert!(table.lines().any(|l| l.starts_with("done ") && l.contains("Completed")), "{table}");
+
+    // A graceful delete finishes: the kubelet stops the pod and removes it.
+    server
+        .kubectl(KUBECTL)
+        .args(["delete", "pod", "done", "broken", "crashing", "--timeout=30s"])
+        .run()
+        .expect("delete");
+    let left = get(&server, &["get", "pods", "--field-selector", "metadata.name=crashing"]);
+    assert_eq!(left["items"], json!([]));
+
+    // The hollow process dies: its nodes stop heartbeating and become Unknown.
+    hollow.kill();
+    server.wait_for(Duration::from_secs(60), "the nodes NotReady", || {
+        (ready_nodes(&server) == 0).then_some(())
+    });
+    let node = get(&server, &["get", "node", "hollow-0"]);
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .cloned();
+    assert_eq!(ready.map(|r| r["reason"].clone()), Some(json!("NodeStatusUnknown")));
+}

@@ -1,0 +1,640 @@
+//! Pod workers (upstream's `podWorkers` + `SyncPod` + status manager, reduced): one task per
+//! pod bound to the node, fed every new version of the pod, that brings the runtime in line
+//! with the pod's spec — sandbox, init containers in order, containers restarted per the
+//! restart policy with CrashLoopBackOff — and posts the pod's status when it changes. A pod
+//! being deleted is stopped (its grace period passed to the runtime) and then deleted with
+//! grace 0, which removes it from the API.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::ResourceExt as _;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::runtime::{
+    ContainerConfig, ContainerState, ContainerStatus, Runtime, RuntimeError, SandboxConfig,
+};
+
+/// Upstream's CrashLoopBackOff: 10 s doubling to 5 min, forgotten after 10 min of running.
+const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+const BACKOFF_RESET: SignedDuration = SignedDuration::from_secs(600);
+
+/// What a worker needs of its node.
+pub struct NodeHandle {
+    pub client: kube::Client,
+    pub node_name: String,
+    pub host_ip: String,
+    pub runtime: Arc<dyn Runtime>,
+}
+
+/// What the worker knows of one container.
+#[derive(Debug, Clone)]
+struct Record {
+    id: Option<String>,
+    restarts: i32,
+    /// No restart before this instant (CrashLoopBackOff).
+    backoff_until: Option<Timestamp>,
+    backoff: Duration,
+    /// The last termination, for `lastState`.
+    last_exit: Option<ContainerStatus>,
+    /// Why the container is not running, when it is waiting.
+    waiting: Option<(String, String)>,
+}
+
+impl Record {
+    fn new() -> Self {
+        Self {
+            id: None,
+            restarts: 0,
+            backoff_until: None,
+            backoff: Duration::ZERO,
+            last_exit: None,
+            waiting: None,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct PodState {
+    sandbox: Option<String>,
+    ips: Vec<String>,
+    sandbox_error: Option<String>,
+    containers: HashMap<String, Record>,
+    start_time: Option<Timestamp>,
+    /// The status last posted, to post only changes.
+    posted: Option<Value>,
+}
+
+impl std::fmt::Debug for NodeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeHandle").field("node_name", &self.node_name).finish_non_exhaustive()
+    }
+}
+
+/// Runs one pod until it is gone. `updates` holds the pod's latest version (`None` once the
+/// API no longer has it); intermediate versions may be skipped, as upstream's pod workers do.
+pub async fn run(node: Arc<NodeHandle>, mut updates: watch::Receiver<Option<Arc<Pod>>>) {
+    let mut state = PodState::default();
+    loop {
+        let Some(pod) = updates.borrow_and_update().clone() else {
+            cleanup(&node, &mut state).await;
+            return;
+        };
+        if pod.metadata.deletion_timestamp.is_some() {
+            terminate(&node, &pod, &mut state).await;
+            // Wait for the API's word that it is gone.
+            let _ = updates.wait_for(Option::is_none).await;
+            return;
+        }
+        let wake = sync(&node, &pod, &mut state).await;
+        let changed = match wake {
+            Some(after) => tokio::select! {
+                c = updates.changed() => c,
+                _ = tokio::time::sleep(after) => Ok(()),
+            },
+            None => updates.changed().await,
+        };
+        if changed.is_err() {
+            // The dispatcher is gone (shutdown): leave the runtime as it is.
+            return;
+        }
+    }
+}
+
+fn restart_policy(pod: &Pod) -> &str {
+    pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()).unwrap_or("Always")
+}
+
+fn container_config(pod: &Pod, c: &Container, attempt: i32) -> ContainerConfig {
+    ContainerConfig {
+        name: c.name.clone(),
+        image: c.image.clone().unwrap_or_default(),
+        command: c.command.clone().unwrap_or_default(),
+        args: c.args.clone().unwrap_or_default(),
+        env: c
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v)))
+            .collect(),
+        working_dir: c.working_dir.clone(),
+        attempt: u32::try_from(attempt).unwrap_or(0),
+        pod_annotations: pod.metadata.annotations.clone().unwrap_or_default(),
+    }
+}
+
+/// One pass over the pod; returns when to look again (backoff expiry), if ever on its own.
+async fn sync(node: &NodeHandle, pod: &Pod, state: &mut PodState) -> Option<Duration> {
+    let now = Timestamp::now();
+    state.start_time.get_or_insert(now);
+    let mut wake: Option<Timestamp> = None;
+    let spec = pod.spec.clone().unwrap_or_default();
+    let terminal = matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    );
+
+    if state.sandbox.is_none() && !terminal {
+        let config = SandboxConfig {
+            namespace: pod.namespace().unwrap_or_default(),
+            name: pod.name_any(),
+            uid: pod.uid().unwrap_or_default(),
+            attempt: 0,
+            hostname: spec.hostname.clone().unwrap_or_else(|| pod.name_any()),
+            labels: pod.labels().clone(),
+            annotations: pod.annotations().clone(),
+            host_network: spec.host_network == Some(true),
+        };
+        match node.runtime.run_pod_sandbox(&config).await {
+            Ok(sandbox) => {
+                state.sandbox = Some(sandbox.id);
+                state.ips = sandbox.ips.iter().map(ToString::to_string).collect();
+                if config.host_network {
+                    state.ips = vec![node.host_ip.clone()];
+                }
+                state.sandbox_error = None;
+            }
+            Err(e) => {
+                state.sandbox_error = Some(e.to_string());
+                post_status(node, pod, state, &spec, now).await;
+                return Some(BACKOFF_INITIAL);
+            }
+        }
+    }
+    let Some(sandbox) = state.sandbox.clone() else {
+        post_status(node, pod, state, &spec, now).await;
+        return None;
+    };
+
+    let policy = restart_policy(pod).to_owned();
+    // Init containers, in order: each must succeed before the next starts.
+    let mut initialized = true;
+    for c in spec.init_containers.iter().flatten() {
+        let status = ensure(node, pod, state, &sandbox, c, &policy, true, now, &mut wake).await;
+        match status.map(|s| s.state) {
+            Some(ContainerState::Exited { exit_code: 0, .. }) => continue,
+            _ => {
+                initialized = false;
+                break;
+            }
+        }
+    }
+    if initialized {
+        for c in &spec.containers {
+            ensure(node, pod, state, &sandbox, c, &policy, false, now, &mut wake).await;
+        }
+    }
+    post_status(node, pod, state, &spec, now).await;
+    wake.map(|t| now.duration_until(t).unsigned_abs().max(Duration::from_millis(50)))
+}
+
+/// Brings one container in line with the restart policy; returns its current status.
+#[allow(clippy::too_many_arguments)]
+async fn ensure(
+    node: &NodeHandle,
+    pod: &Pod,
+    state: &mut PodState,
+    sandbox: &str,
+    c: &Container,
+    policy: &str,
+    init: bool,
+    now: Timestamp,
+    wake: &mut Option<Timestamp>,
+) -> Option<ContainerStatus> {
+    let record = state.containers.entry(c.name.clone()).or_insert_with(Record::new).clone();
+    let current = match &record.id {
+        Some(id) => node.runtime.container_status(id).await.ok(),
+        None => None,
+    };
+    let exited = match &current {
+        Some(s @ ContainerStatus { state: ContainerState::Exited { .. }, .. }) => Some(s.clone()),
+        Some(_) => return current,
+        None => None,
+    };
+    let mut record = record;
+    if let Some(exit) = &exited {
+        let ContainerState::Exited { exit_code, started_at, finished_at, .. } = &exit.state else {
+            return current;
+        };
+        let restart = match policy {
+            "Never" => false,
+            "OnFailure" => *exit_code != 0,
+            // An init container that succeeded is done even under Always.
+            _ => !(init && *exit_code == 0),
+        };
+        if !restart {
+            state.containers.insert(c.name.clone(), record);
+            return current;
+        }
+        if record.last_exit.as_ref().map(|e| &e.id) != Some(&exit.id) {
+            // A fresh exit: schedule the restart with backoff.
+            let ran_long =
+                started_at.is_some_and(|s| finished_at.duration_since(s) >= BACKOFF_RESET);
+            record.backoff = if ran_long || record.backoff.is_zero() {
+                BACKOFF_INITIAL
+            } else {
+                (record.backoff * 2).min(BACKOFF_MAX)
+            };
+            record.backoff_until = now
+                .checked_add(
+                    SignedDuration::try_from(record.backoff).unwrap_or(SignedDuration::MAX),
+                )
+                .ok();
+            record.last_exit = Some(exit.clone());
+        }
+        if let Some(until) = record.backoff_until
+            && until > now
+        {
+            record.waiting = Some((
+                "CrashLoopBackOff".into(),
+                format!(
+                    "back-off {}s restarting failed container={} pod={}_{}({})",
+                    record.backoff.as_secs(),
+                    c.name,
+                    pod.name_any(),
+                    pod.namespace().unwrap_or_default(),
+                    pod.uid().unwrap_or_default()
+                ),
+            ));
+            *wake = Some(wake.map_or(until, |w| w.min(until)));
+            state.containers.insert(c.name.clone(), record);
+            return current;
+        }
+        if let Some(id) = record.id.take() {
+            let _ = node.runtime.remove_container(&id).await;
+        }
+        record.restarts += 1;
+    }
+    // Start it (again).
+    let image = c.image.clone().unwrap_or_default();
+    if let Err(e) = node.runtime.pull_image(&image).await {
+        record.waiting = Some(("ErrImagePull".into(), e.to_string()));
+        state.containers.insert(c.name.clone(), record);
+        *wake = Some(now.checked_add(SignedDuration::from_secs(10)).unwrap_or(now));
+        return None;
+    }
+    let config = container_config(pod, c, record.restarts);
+    let started = match node.runtime.create_container(sandbox, &config).await {
+        Ok(id) => {
+            record.id = Some(id.clone());
+            node.runtime.start_container(&id).await.map(|()| id)
+        }
+        Err(e) => Err(e),
+    };
+    match started {
+        Ok(id) => {
+            record.waiting = None;
+            let status = node.runtime.container_status(&id).await.ok();
+            state.containers.insert(c.name.clone(), record);
+            status
+        }
+        Err(e) => {
+            let reason = match e {
+                RuntimeError::ImagePull(_) => "ErrImagePull",
+                _ => "CreateContainerError",
+            };
+            record.waiting = Some((reason.into(), e.to_string()));
+            state.containers.insert(c.name.clone(), record);
+            *wake = Some(now.checked_add(SignedDuration::from_secs(10)).unwrap_or(now));
+            None
+        }
+    }
+}
+
+fn time(t: Timestamp) -> String {
+    t.round(k8s_openapi::jiff::Unit::Second).unwrap_or(t).strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn state_json(status: &ContainerStatus) -> Value {
+    match &status.state {
+        ContainerState::Created => json!({"waiting": {"reason": "ContainerCreating"}}),
+        ContainerState::Running { started_at } => {
+            json!({"running": {"startedAt": time(*started_at)}})
+        }
+        ContainerState::Exited { started_at, finished_at, exit_code, reason, message } => {
+            let mut t = json!({
+                "exitCode": exit_code,
+                "reason": reason,
+                "finishedAt": time(*finished_at),
+                "containerID": status.id,
+            });
+            if let Some(s) = started_at {
+                t["startedAt"] = json!(time(*s));
+            }
+            if let Some(m) = message {
+                t["message"] = json!(m);
+            }
+            json!({"terminated": t})
+        }
+    }
+}
+
+/// The statuses of `containers` as the API shows them, with counts for the phase.
+async fn container_statuses(
+    node: &NodeHandle,
+    state: &PodState,
+    containers: &[Container],
+) -> (Vec<Value>, Counts) {
+    let mut out = Vec::new();
+    let mut counts = Counts::default();
+    for c in containers {
+        let record = state.containers.get(&c.name);
+        let current = match record.and_then(|r| r.id.as_ref()) {
+            Some(id) => node.runtime.container_status(id).await.ok(),
+            None => None,
+        };
+        let waiting = record.and_then(|r| r.waiting.clone());
+        let mut s = json!({
+            "name": c.name,
+            "image": c.image,
+            "imageID": current.as_ref().map(|s| s.image_ref.clone()).unwrap_or_default(),
+            "restartCount": record.map_or(0, |r| r.restarts),
+            "ready": false,
+            "started": false,
+        });
+        let last = record.and_then(|r| r.last_exit.as_ref());
+        match (&current, &waiting) {
+            (_, Some((reason, message))) => {
+                s["state"] = json!({"waiting": {"reason": reason, "message": message}});
+                if last.is_some() {
+                    counts.stopped += 1
+                } else {
+                    counts.waiting += 1
+                }
+                if let Some(last) = last {
+                    s["lastState"] = state_json(last);
+                }
+            }
+            (Some(cur), None) => {
+                s["containerID"] = json!(cur.id);
+                s["state"] = state_json(cur);
+                match &cur.state {
+                    ContainerState::Running { .. } => {
+                        counts.running += 1;
+                        s["ready"] = json!(true);
+                        s["started"] = json!(true);
+                    }
+                    ContainerState::Exited { exit_code, .. } => {
+                        counts.stopped += 1;
+                        if *exit_code == 0 {
+                            counts.succeeded += 1
+                        }
+                    }
+                    ContainerState::Created => counts.waiting += 1,
+                }
+                if let Some(last) = last.filter(|l| l.id != cur.id) {
+                    s["lastState"] = state_json(last);
+                }
+            }
+            (None, None) => {
+                s["state"] = json!({"waiting": {"reason": "ContainerCreating"}});
+                counts.waiting += 1;
+            }
+        }
+        if s.get("lastState").is_none() {
+            s["lastState"] = json!({});
+        }
+        out.push(s);
+    }
+    (out, counts)
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    running: usize,
+    waiting: usize,
+    stopped: usize,
+    succeeded: usize,
+}
+
+/// Upstream's `getPhase` for the regular containers.
+fn phase(
+    policy: &str,
+    initialized: bool,
+    init_failed: bool,
+    counts: &Counts,
+    total: usize,
+) -> &'static str {
+    if init_failed {
+        return "Failed";
+    }
+    if !initialized || counts.waiting > 0 {
+        return "Pending";
+    }
+    if counts.running > 0 {
+        return "Running";
+    }
+    if counts.stopped == total && total > 0 {
+        return match policy {
+            "Always" => "Running",
+            _ if counts.succeeded == total => "Succeeded",
+            "OnFailure" => "Running",
+            _ => "Failed",
+        };
+    }
+    "Pending"
+}
+
+fn condition(
+    pod: &Pod,
+    type_: &str,
+    status: bool,
+    reason: Option<&str>,
+    message: Option<String>,
+    now: Timestamp,
+) -> Value {
+    let status = if status { "True" } else { "False" };
+    let previous = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == type_));
+    let transition = match previous {
+        Some(p) if p.status == status => p.last_transition_time.as_ref().map(|t| time(t.0)),
+        _ => None,
+    }
+    .unwrap_or_else(|| time(now));
+    let mut c = json!({"type": type_, "status": status, "lastProbeTime": null, "lastTransitionTime": transition});
+    if let Some(r) = reason {
+        c["reason"] = json!(r);
+    }
+    if let Some(m) = message {
+        c["message"] = json!(m);
+    }
+    c
+}
+
+async fn post_status(
+    node: &NodeHandle,
+    pod: &Pod,
+    state: &mut PodState,
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    now: Timestamp,
+) {
+    let status = build_status(node, pod, state, spec, now).await;
+    if state.posted.as_ref() == Some(&status) {
+        return;
+    }
+    let patch = json!({"metadata": {"uid": pod.uid()}, "status": status});
+    let api: Api<Pod> = Api::namespaced(node.client.clone(), &pod.namespace().unwrap_or_default());
+    match api
+        .patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+    {
+        Ok(_) => state.posted = Some(status),
+        Err(e) => tracing::debug!(pod = %pod.name_any(), error = %e, "cannot post pod status"),
+    }
+}
+
+async fn build_status(
+    node: &NodeHandle,
+    pod: &Pod,
+    state: &PodState,
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    now: Timestamp,
+) -> Value {
+    let policy = restart_policy(pod);
+    let init: Vec<Container> = spec.init_containers.clone().unwrap_or_default();
+    let (init_statuses, _) = container_statuses(node, state, &init).await;
+    let init_done =
+        init_statuses.iter().all(|s| s.pointer("/state/terminated/exitCode") == Some(&json!(0)));
+    let init_failed = policy == "Never"
+        && init_statuses
+            .iter()
+            .any(|s| s.pointer("/state/terminated/exitCode").is_some_and(|c| c != &json!(0)));
+    let (statuses, counts) = container_statuses(node, state, &spec.containers).await;
+    let phase = phase(policy, init_done, init_failed, &counts, spec.containers.len());
+    let unready: Vec<String> = statuses
+        .iter()
+        .filter(|s| s["ready"] != true)
+        .filter_map(|s| s["name"].as_str().map(str::to_owned))
+        .collect();
+    let ready = unready.is_empty() && phase == "Running";
+    let not_ready_message = format!("containers with unready status: [{}]", unready.join(" "));
+    let pending_init: Vec<String> = init_statuses
+        .iter()
+        .filter(|s| s.pointer("/state/terminated/exitCode") != Some(&json!(0)))
+        .filter_map(|s| s["name"].as_str().map(str::to_owned))
+        .collect();
+    let mut conditions = vec![
+        condition(pod, "PodReadyToStartContainers", state.sandbox.is_some(), None, None, now),
+        condition(
+            pod,
+            "Initialized",
+            init_done,
+            (!init_done).then_some("ContainersNotInitialized"),
+            (!init_done).then(|| {
+                format!("containers with incomplete status: [{}]", pending_init.join(" "))
+            }),
+            now,
+        ),
+        condition(
+            pod,
+            "Ready",
+            ready,
+            (!ready).then_some("ContainersNotReady"),
+            (!ready).then(|| not_ready_message.clone()),
+            now,
+        ),
+        condition(
+            pod,
+            "ContainersReady",
+            ready,
+            (!ready).then_some("ContainersNotReady"),
+            (!ready).then(|| not_ready_message.clone()),
+            now,
+        ),
+    ];
+    conditions.push(condition(pod, "PodScheduled", true, None, None, now));
+    let mut status = json!({
+        "phase": phase,
+        "conditions": conditions,
+        "hostIP": node.host_ip,
+        "hostIPs": [{"ip": node.host_ip}],
+        "startTime": state.start_time.map(time),
+        "containerStatuses": statuses,
+    });
+    if !init.is_empty() {
+        status["initContainerStatuses"] = json!(init_statuses);
+    }
+    if let Some(ip) = state.ips.first() {
+        status["podIP"] = json!(ip);
+        status["podIPs"] = json!(state.ips.iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>());
+    }
+    if let Some(e) = &state.sandbox_error {
+        status["message"] = json!(format!("Failed to create pod sandbox: {e}"));
+    }
+    status
+}
+
+/// Stops the pod (its grace period given to the runtime), posts the final status and deletes it
+/// from the API with grace 0.
+async fn terminate(node: &NodeHandle, pod: &Pod, state: &mut PodState) {
+    let grace = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+        .unwrap_or(30);
+    let timeout = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
+    let ids: Vec<String> = state.containers.values().filter_map(|r| r.id.clone()).collect();
+    futures::future::join_all(ids.iter().map(|id| node.runtime.stop_container(id, timeout))).await;
+    for record in state.containers.values_mut() {
+        record.waiting = None;
+        record.backoff_until = None;
+    }
+    if let Some(sandbox) = &state.sandbox {
+        let _ = node.runtime.stop_pod_sandbox(sandbox).await;
+    }
+    let spec = pod.spec.clone().unwrap_or_default();
+    post_status(node, pod, state, &spec, Timestamp::now()).await;
+    cleanup(node, state).await;
+    let api: Api<Pod> = Api::namespaced(node.client.clone(), &pod.namespace().unwrap_or_default());
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions { uid: pod.uid(), resource_version: None }),
+        ..DeleteParams::default()
+    };
+    if let Err(e) = api.delete(&pod.name_any(), &params).await {
+        tracing::debug!(pod = %pod.name_any(), error = %e, "cannot finish the pod's deletion");
+    }
+}
+
+/// Removes the pod's containers and sandbox from the runtime.
+async fn cleanup(node: &NodeHandle, state: &mut PodState) {
+    for record in state.containers.values_mut() {
+        if let Some(id) = record.id.take() {
+            let _ = node.runtime.stop_container(&id, Duration::ZERO).await;
+            let _ = node.runtime.remove_container(&id).await;
+        }
+    }
+    if let Some(sandbox) = state.sandbox.take() {
+        let _ = node.runtime.stop_pod_sandbox(&sandbox).await;
+        let _ = node.runtime.remove_pod_sandbox(&sandbox).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_follow_upstream() {
+        let c =
+            |running, waiting, stopped, succeeded| Counts { running, waiting, stopped, succeeded };
+        assert_eq!(phase("Always", true, false, &c(1, 0, 0, 0), 1), "Running");
+        assert_eq!(phase("Always", true, false, &c(0, 1, 0, 0), 1), "Pending");
+        assert_eq!(phase("Always", false, false, &c(0, 0, 0, 0), 1), "Pending");
+        // A crash-looping container under Always keeps the pod Running.
+        assert_eq!(phase("Always", true, false, &c(0, 0, 1, 0), 1), "Running");
+        assert_eq!(phase("Never", true, false, &c(0, 0, 2, 2), 2), "Succeeded");
+        assert_eq!(phase("Never", true, false, &c(0, 0, 2, 1), 2), "Failed");
+        assert_eq!(phase("OnFailure", true, false, &c(0, 0, 1, 0), 1), "Running");
+        assert_eq!(phase("Never", false, true, &c(0, 0, 0, 0), 1), "Failed");
+    }
+}

@@ -1,0 +1,120 @@
+//! The container runtime as the kubelet sees it: a trait shaped after CRI's RuntimeService and
+//! ImageService (sandboxes hold a pod's network and shared namespaces; containers run in a
+//! sandbox). containerd over CRI implements it for real nodes; [`crate::fake::FakeRuntime`]
+//! implements it for hollow nodes and tests.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+
+/// Why a runtime call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RuntimeError {
+    /// The sandbox or container does not exist (any more).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The image cannot be pulled (`ErrImagePull` in the pod's status).
+    #[error("{0}")]
+    ImagePull(String),
+    /// The runtime refused or failed (`CreateContainerError`, `RunContainerError`, ...).
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub type RuntimeResult<T> = Result<T, RuntimeError>;
+
+/// What a pod sandbox is created from (CRI's `PodSandboxConfig`, reduced).
+#[derive(Debug, Clone, Default)]
+pub struct SandboxConfig {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub attempt: u32,
+    pub hostname: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// The pod uses the node's network (no IP of its own).
+    pub host_network: bool,
+}
+
+/// A sandbox as the runtime reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxStatus {
+    pub id: String,
+    /// The pod's IPs (none for host-network pods).
+    pub ips: Vec<IpAddr>,
+    pub ready: bool,
+}
+
+/// What a container is created from (CRI's `ContainerConfig`, reduced).
+#[derive(Debug, Clone, Default)]
+pub struct ContainerConfig {
+    pub name: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    /// How many times this container was started before in this pod.
+    pub attempt: u32,
+    /// The pod's annotations (the fake runtime reads its script from them).
+    pub pod_annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerState {
+    Created,
+    Running {
+        started_at: Timestamp,
+    },
+    Exited {
+        started_at: Option<Timestamp>,
+        finished_at: Timestamp,
+        exit_code: i32,
+        /// `Completed`, `Error`, `OOMKilled`, ...
+        reason: String,
+        message: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerStatus {
+    /// `<runtime>://<id>`, as `containerID` in the pod's status shows it.
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub image_ref: String,
+    pub state: ContainerState,
+}
+
+/// A container runtime (CRI's services, the calls the kubelet makes).
+#[async_trait::async_trait]
+pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
+    /// `<name>://<version>`, as `status.nodeInfo.containerRuntimeVersion` shows it.
+    fn version(&self) -> String;
+
+    /// The node's pod range changed (CRI's `UpdateRuntimeConfig`): sandboxes take their
+    /// addresses from it.
+    async fn update_pod_cidr(&self, cidr: &str) -> RuntimeResult<()>;
+
+    /// Makes `image` present; returns the image reference (digest) containers report.
+    async fn pull_image(&self, image: &str) -> RuntimeResult<String>;
+
+    async fn run_pod_sandbox(&self, config: &SandboxConfig) -> RuntimeResult<SandboxStatus>;
+    async fn stop_pod_sandbox(&self, id: &str) -> RuntimeResult<()>;
+    async fn remove_pod_sandbox(&self, id: &str) -> RuntimeResult<()>;
+
+    /// Creates a container in `sandbox`; returns its id.
+    async fn create_container(
+        &self,
+        sandbox: &str,
+        config: &ContainerConfig,
+    ) -> RuntimeResult<String>;
+    async fn start_container(&self, id: &str) -> RuntimeResult<()>;
+    /// Stops a container, killing it once `timeout` passed after the polite signal.
+    async fn stop_container(&self, id: &str, timeout: Duration) -> RuntimeResult<()>;
+    async fn remove_container(&self, id: &str) -> RuntimeResult<()>;
+    async fn container_status(&self, id: &str) -> RuntimeResult<ContainerStatus>;
+}
