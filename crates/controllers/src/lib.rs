@@ -11,7 +11,6 @@
 //! set (the default) the controllers run only while this process holds the Lease; on losing it
 //! they stop, drop their caches, and the manager campaigns again.
 
-mod events;
 mod expectations;
 mod informer;
 mod nodeipam;
@@ -22,7 +21,7 @@ mod queue;
 mod replicaset;
 mod tainteviction;
 
-pub use events::{EventRecorder, EventType, object_reference};
+pub use krust_events::{EventRecorder, EventType, object_reference};
 pub use expectations::Expectations;
 pub use informer::{Change, IndexFn, Informer, Informers, ObjectKey};
 pub use nodeipam::Cidr;

@@ -195,3 +195,66 @@ fn hollow_nodes_run_pods_and_their_loss_is_noticed() {
         .cloned();
     assert_eq!(ready.map(|r| r["reason"].clone()), Some(json!("NodeStatusUnknown")));
 }
+
+fn probed_pod(name: &str, annotations: Value) -> Value {
+    let probe = json!({"exec": {"command": ["true"]}, "periodSeconds": 1, "failureThreshold": 2});
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "annotations": annotations},
+        "spec": {"containers": [{
+            "name": "c", "image": "registry.k8s.io/pause:3.10",
+            "readinessProbe": probe, "livenessProbe": probe,
+        }]},
+    })
+}
+
+fn container(server: &KrustServer, pod: &str) -> Value {
+    pod_status(server, pod)["containerStatuses"][0].clone()
+}
+
+#[test]
+#[ignore = "end-to-end: real krust server, krust hollow and kubectl"]
+fn probes_gate_readiness_and_restart_unhealthy_containers() {
+    let server = KrustServer::start(env!("CARGO_BIN_EXE_krust"), &[]).expect("server starts");
+    let _hollow = Hollow::start(&server, 1);
+    server.wait_for(DEADLINE, "a Ready hollow node", || (ready_nodes(&server) == 1).then_some(()));
+
+    // Readiness follows the probe, and flips back when the probe recovers.
+    server
+        .create(KUBECTL, &probed_pod("unready", json!({"fake.krust.dev/readiness-c": "fail"})))
+        .expect("create");
+    server.create(KUBECTL, &probed_pod("healthy", json!({}))).expect("create");
+    server.wait_for(DEADLINE, "healthy ready", || {
+        (container(&server, "healthy")["ready"] == true).then_some(())
+    });
+    let unready = container(&server, "unready");
+    assert_eq!(unready["ready"], false, "{unready}");
+    assert!(unready["state"]["running"].is_object(), "running but not ready: {unready}");
+    server
+        .kubectl(KUBECTL)
+        .args(["annotate", "pod", "unready", "fake.krust.dev/readiness-c-"])
+        .run()
+        .expect("annotate");
+    server.wait_for(DEADLINE, "unready turns ready", || {
+        (container(&server, "unready")["ready"] == true).then_some(())
+    });
+
+    // A failing liveness probe restarts the container.
+    server
+        .kubectl(KUBECTL)
+        .args(["annotate", "pod", "healthy", "fake.krust.dev/liveness-c=fail"])
+        .run()
+        .expect("annotate");
+    server.wait_for(DEADLINE, "a liveness restart", || {
+        (container(&server, "healthy")["restartCount"].as_i64() >= Some(1)).then_some(())
+    });
+    let described =
+        server.kubectl(KUBECTL).args(["describe", "pod", "healthy"]).run().expect("describe");
+    for expected in [
+        "Liveness probe failed: fake liveness probe failed",
+        "failed liveness probe, will be restarted",
+        "Started container c",
+    ] {
+        assert!(described.contains(expected), "describe shows {expected:?}:\n{described}");
+    }
+}

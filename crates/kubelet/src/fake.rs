@@ -4,7 +4,9 @@
 //!
 //! - `fake.krust.dev/exit-<container>: "<code>"` or `"<code>@<seconds>"`: the container exits
 //!   with `<code>` that many seconds after each start (0 when left out);
-//! - `fake.krust.dev/pull-error: "<message>"`: every image pull of the pod fails.
+//! - `fake.krust.dev/pull-error: "<message>"`: every image pull of the pod fails;
+//! - `fake.krust.dev/<startup|liveness|readiness>-<container>: "fail"`: that probe fails (the
+//!   annotation can be changed on a running pod to flip it).
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
@@ -14,8 +16,8 @@ use std::time::Duration;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::runtime::{
-    ContainerConfig, ContainerState, ContainerStatus, Runtime, RuntimeError, RuntimeResult,
-    SandboxConfig, SandboxStatus,
+    ContainerConfig, ContainerState, ContainerStatus, ProbeRequest, ProbeResult, Runtime,
+    RuntimeError, RuntimeResult, SandboxConfig, SandboxStatus,
 };
 
 pub const EXIT_ANNOTATION_PREFIX: &str = "fake.krust.dev/exit-";
@@ -240,6 +242,15 @@ impl Runtime for FakeRuntime {
             image_ref: format!("{}@sha256:{:064x}", c.image, c.image.len()),
             state: c.state.clone(),
         })
+    }
+
+    async fn probe(&self, request: &ProbeRequest<'_>) -> ProbeResult {
+        let kind = request.kind.as_str();
+        let key = format!("fake.krust.dev/{kind}-{}", request.container_name);
+        match request.pod_annotations.get(&key).map(String::as_str) {
+            Some("fail") => ProbeResult::Failure(format!("fake {kind} probe failed")),
+            _ => ProbeResult::Success,
+        }
     }
 }
 

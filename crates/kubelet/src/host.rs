@@ -41,10 +41,18 @@ pub async fn run(
     single_node: bool,
     stop: CancellationToken,
 ) -> Result<()> {
+    let mut tasks: JoinSet<Result<()>> = JoinSet::new();
+    let (events, writer) =
+        krust_events::EventRecorder::new(client.clone(), "kubelet", stop.clone());
+    tasks.spawn(async move {
+        writer.await;
+        Ok(())
+    });
     let mut kubelets: HashMap<String, Arc<Kubelet>> = HashMap::new();
     for config in &nodes {
         let handle = Arc::new(NodeHandle {
             client: client.clone(),
+            events: events.for_host(&config.name),
             node_name: config.name.clone(),
             host_ip: config.host_ip.clone(),
             runtime: runtime_for(config),
@@ -59,7 +67,6 @@ pub async fn run(
         );
     }
     let kubelets = Arc::new(kubelets);
-    let mut tasks: JoinSet<Result<()>> = JoinSet::new();
 
     // Registration, then heartbeats, per node.
     let registrations = futures::stream::iter(nodes.clone())

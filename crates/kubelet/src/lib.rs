@@ -9,6 +9,7 @@ pub mod fake;
 pub mod host;
 pub mod node;
 mod pod;
+pub mod probes;
 pub mod runtime;
 
 pub use node::NodeConfig;

@@ -11,13 +11,16 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use krust_events::{EventRecorder, EventType};
 use kube::ResourceExt as _;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::probes::{ProbeKind, Prober, Verdict};
 use crate::runtime::{
-    ContainerConfig, ContainerState, ContainerStatus, Runtime, RuntimeError, SandboxConfig,
+    ContainerConfig, ContainerState, ContainerStatus, ProbeRequest, ProbeResult, Runtime,
+    RuntimeError, SandboxConfig,
 };
 
 /// Upstream's CrashLoopBackOff: 10 s doubling to 5 min, forgotten after 10 min of running.
@@ -28,6 +31,8 @@ const BACKOFF_RESET: SignedDuration = SignedDuration::from_secs(600);
 /// What a worker needs of its node.
 pub struct NodeHandle {
     pub client: kube::Client,
+    /// Events from this node's kubelet.
+    pub events: EventRecorder,
     pub node_name: String,
     pub host_ip: String,
     pub runtime: Arc<dyn Runtime>,
@@ -45,6 +50,12 @@ struct Record {
     last_exit: Option<ContainerStatus>,
     /// Why the container is not running, when it is waiting.
     waiting: Option<(String, String)>,
+    /// The probes of the current run, and the container id they belong to.
+    probers: Vec<Prober>,
+    probed: Option<String>,
+    /// Started (startup probe passed) and ready (readiness probe passed), while running.
+    started: bool,
+    ready: bool,
 }
 
 impl Record {
@@ -56,6 +67,10 @@ impl Record {
             backoff: Duration::ZERO,
             last_exit: None,
             waiting: None,
+            probers: Vec::new(),
+            probed: None,
+            started: false,
+            ready: false,
         }
     }
 }
@@ -188,6 +203,7 @@ async fn sync(node: &NodeHandle, pod: &Pod, state: &mut PodState) -> Option<Dura
     if initialized {
         for c in &spec.containers {
             ensure(node, pod, state, &sandbox, c, &policy, false, now, &mut wake).await;
+            run_probes(node, pod, state, c, now, &mut wake).await;
         }
     }
     post_status(node, pod, state, &spec, now).await;
@@ -251,6 +267,20 @@ async fn ensure(
         if let Some(until) = record.backoff_until
             && until > now
         {
+            if record.waiting.as_ref().is_none_or(|(r, _)| r != "CrashLoopBackOff") {
+                node.events.record(
+                    pod,
+                    EventType::Warning,
+                    "BackOff",
+                    format!(
+                        "Back-off restarting failed container {} in pod {}_{}({})",
+                        c.name,
+                        pod.name_any(),
+                        pod.namespace().unwrap_or_default(),
+                        pod.uid().unwrap_or_default()
+                    ),
+                );
+            }
             record.waiting = Some((
                 "CrashLoopBackOff".into(),
                 format!(
@@ -290,6 +320,18 @@ async fn ensure(
     match started {
         Ok(id) => {
             record.waiting = None;
+            node.events.record(
+                pod,
+                EventType::Normal,
+                "Created",
+                format!("Created container: {}", c.name),
+            );
+            node.events.record(
+                pod,
+                EventType::Normal,
+                "Started",
+                format!("Started container {}", c.name),
+            );
             let status = node.runtime.container_status(&id).await.ok();
             state.containers.insert(c.name.clone(), record);
             status
@@ -304,6 +346,92 @@ async fn ensure(
             *wake = Some(now.checked_add(SignedDuration::from_secs(10)).unwrap_or(now));
             None
         }
+    }
+}
+
+/// Runs the container's due probes; a failed startup or liveness probe kills the container
+/// (the next sync restarts it per the restart policy).
+async fn run_probes(
+    node: &NodeHandle,
+    pod: &Pod,
+    state: &mut PodState,
+    c: &Container,
+    now: Timestamp,
+    wake: &mut Option<Timestamp>,
+) {
+    let Some(record) = state.containers.get_mut(&c.name) else { return };
+    let Some(id) = record.id.clone() else { return };
+    let Ok(status) = node.runtime.container_status(&id).await else { return };
+    let ContainerState::Running { started_at } = status.state else {
+        record.started = false;
+        record.ready = false;
+        return;
+    };
+    if record.probed.as_deref() != Some(id.as_str()) {
+        record.probers = Prober::for_container(c, started_at);
+        record.probed = Some(id.clone());
+    }
+    let annotations = pod.annotations().clone();
+    let mut kill = None;
+    for i in 0..record.probers.len() {
+        let startup_done =
+            record.probers.iter().all(|p| p.kind != ProbeKind::Startup || p.healthy());
+        let prober = &record.probers[i];
+        let active = match prober.kind {
+            ProbeKind::Startup => !prober.healthy(),
+            _ => startup_done,
+        };
+        if !active {
+            continue;
+        }
+        if prober.due(now) {
+            let request = ProbeRequest {
+                kind: prober.kind,
+                container_name: &c.name,
+                container_id: &id,
+                probe: &prober.probe,
+                pod_ips: &state.ips,
+                timeout: prober.timeout(),
+                pod_annotations: &annotations,
+            };
+            let result = node.runtime.probe(&request).await;
+            let kind = prober.kind;
+            if let ProbeResult::Failure(message) = &result {
+                node.events.record(
+                    pod,
+                    EventType::Warning,
+                    "Unhealthy",
+                    format!("{} probe failed: {message}", kind.title()),
+                );
+            }
+            let verdict = record.probers[i].record(result == ProbeResult::Success, now);
+            if verdict == Verdict::Unhealthy && kind != ProbeKind::Readiness {
+                kill = Some(kind);
+            }
+        }
+        let next = record.probers[i].next();
+        *wake = Some(wake.map_or(next, |w| w.min(next)));
+    }
+    let started = record.probers.iter().all(|p| p.kind != ProbeKind::Startup || p.healthy());
+    record.started = started;
+    record.ready =
+        started && record.probers.iter().all(|p| p.kind != ProbeKind::Readiness || p.healthy());
+    if let Some(kind) = kill {
+        node.events.record(
+            pod,
+            EventType::Normal,
+            "Killing",
+            format!("Container {} failed {} probe, will be restarted", c.name, kind.as_str()),
+        );
+        record.ready = false;
+        let grace =
+            pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+        let _ = node
+            .runtime
+            .stop_container(&id, Duration::from_secs(u64::try_from(grace).unwrap_or(0)))
+            .await;
+        // Restart (or not) at once, per the restart policy.
+        *wake = Some(now);
     }
 }
 
@@ -377,8 +505,8 @@ async fn container_statuses(
                 match &cur.state {
                     ContainerState::Running { .. } => {
                         counts.running += 1;
-                        s["ready"] = json!(true);
-                        s["started"] = json!(true);
+                        s["ready"] = json!(record.is_some_and(|r| r.ready));
+                        s["started"] = json!(record.is_some_and(|r| r.started));
                     }
                     ContainerState::Exited { exit_code, .. } => {
                         counts.stopped += 1;
@@ -583,6 +711,16 @@ async fn terminate(node: &NodeHandle, pod: &Pod, state: &mut PodState) {
         .unwrap_or(30);
     let timeout = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
     let ids: Vec<String> = state.containers.values().filter_map(|r| r.id.clone()).collect();
+    for (name, record) in &state.containers {
+        if record.id.is_some() {
+            node.events.record(
+                pod,
+                EventType::Normal,
+                "Killing",
+                format!("Stopping container {name}"),
+            );
+        }
+    }
     futures::future::join_all(ids.iter().map(|id| node.runtime.stop_container(id, timeout))).await;
     for record in state.containers.values_mut() {
         record.waiting = None;

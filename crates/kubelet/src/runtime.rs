@@ -89,6 +89,26 @@ pub struct ContainerStatus {
     pub state: ContainerState,
 }
 
+/// One probe to run against a running container.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeRequest<'a> {
+    pub kind: crate::probes::ProbeKind,
+    pub container_name: &'a str,
+    pub container_id: &'a str,
+    /// The action: exec, httpGet, tcpSocket or grpc.
+    pub probe: &'a k8s_openapi::api::core::v1::Probe,
+    pub pod_ips: &'a [String],
+    pub timeout: Duration,
+    pub pod_annotations: &'a BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeResult {
+    Success,
+    /// Failed, with upstream's kind of message ("HTTP probe failed with statuscode: 500").
+    Failure(String),
+}
+
 /// A container runtime (CRI's services, the calls the kubelet makes).
 #[async_trait::async_trait]
 pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
@@ -117,4 +137,8 @@ pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
     async fn stop_container(&self, id: &str, timeout: Duration) -> RuntimeResult<()>;
     async fn remove_container(&self, id: &str) -> RuntimeResult<()>;
     async fn container_status(&self, id: &str) -> RuntimeResult<ContainerStatus>;
+
+    /// Runs a probe: exec through the runtime (CRI's `ExecSync`), HTTP/TCP/gRPC against the
+    /// pod's address from the node.
+    async fn probe(&self, request: &ProbeRequest<'_>) -> ProbeResult;
 }

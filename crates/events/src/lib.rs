@@ -1,4 +1,4 @@
-//! core/v1 Events about the objects controllers act on (client-go's legacy event recorder, the
+//! core/v1 Events about the objects components act on (client-go's legacy event recorder, the
 //! one `kubectl describe` shows): written in the background so that a slow API server never
 //! stalls a controller, dropped when the buffer is full, and repeats of the same event folded
 //! into one with a growing `count` (upstream's event correlator).
@@ -33,6 +33,7 @@ impl EventType {
 #[derive(Debug)]
 struct Record {
     component: std::sync::Arc<str>,
+    host: Option<std::sync::Arc<str>>,
     object: ObjectReference,
     event_type: EventType,
     reason: String,
@@ -44,6 +45,7 @@ struct Record {
 pub struct EventRecorder {
     tx: mpsc::Sender<Record>,
     component: std::sync::Arc<str>,
+    host: Option<std::sync::Arc<str>>,
 }
 
 /// How many distinct events the correlator remembers before it starts afresh.
@@ -68,13 +70,18 @@ impl EventRecorder {
                 write(&client, &mut seen, record).await;
             }
         };
-        (Self { tx, component: component.into() }, task)
+        (Self { tx, component: component.into(), host: None }, task)
     }
 
     /// The same writer, with events saying `component` is their source (upstream names each
     /// controller's events, e.g. `replicaset-controller`).
     pub fn for_component(&self, component: &str) -> Self {
-        Self { tx: self.tx.clone(), component: component.into() }
+        Self { tx: self.tx.clone(), component: component.into(), host: self.host.clone() }
+    }
+
+    /// The same writer, with events naming `host` as the node they come from (the kubelet's).
+    pub fn for_host(&self, host: &str) -> Self {
+        Self { tx: self.tx.clone(), component: self.component.clone(), host: Some(host.into()) }
     }
 
     /// Records an event about `object`.
@@ -98,6 +105,7 @@ impl EventRecorder {
     ) {
         let record = Record {
             component: self.component.clone(),
+            host: self.host.clone(),
             object,
             event_type,
             reason: reason.to_owned(),
@@ -164,7 +172,10 @@ async fn write(
         reason: Some(record.reason),
         message: Some(record.message),
         type_: Some(record.event_type.as_str().into()),
-        source: Some(EventSource { component: Some(component.to_owned()), host: None }),
+        source: Some(EventSource {
+            component: Some(component.to_owned()),
+            host: record.host.as_deref().map(str::to_owned),
+        }),
         reporting_component: Some(component.to_owned()),
         reporting_instance: Some(component.to_owned()),
         first_timestamp: Some(now.clone()),
