@@ -21,9 +21,9 @@ mod queue;
 mod replicaset;
 mod tainteviction;
 
-pub use krust_events::{EventRecorder, EventType, object_reference};
 pub use expectations::Expectations;
 pub use informer::{Change, IndexFn, Informer, Informers, ObjectKey};
+pub use krust_events::{EventRecorder, EventType, object_reference};
 pub use nodeipam::Cidr;
 pub use queue::WorkQueue;
 
