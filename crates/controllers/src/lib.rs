@@ -63,6 +63,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Config {
     /// Leader election on a Lease; `None` runs the controllers at once (one manager only!).
     pub leader_election: Option<LeaderElectionConfig>,
+    /// The controllers to run, by [`controller_names`] (all by default).
+    pub controllers: Vec<String>,
     /// Concurrent reconciles per controller (upstream's `--concurrent-*-syncs`, default 5).
     pub workers: usize,
     /// The pod network the node IPAM controller hands out a range of to each node
@@ -90,6 +92,7 @@ impl Default for Config {
                 "kube-system",
                 "kube-controller-manager",
             )),
+            controllers: controller_names().map(str::to_owned).collect(),
             workers: 5,
             cluster_cidr: None,
             node_cidr_mask_size: 24,
@@ -189,6 +192,9 @@ async fn run_term(client: kube::Client, config: Config, stop: CancellationToken)
     });
     let ctx = Context { client, informers: informers.clone(), events, config, stop: stop.clone() };
     for (name, start) in CONTROLLERS {
+        if !ctx.config.controllers.iter().any(|c| c == name) {
+            continue;
+        }
         tracing::debug!(controller = name, "starting");
         start(&ctx, &mut tasks);
     }

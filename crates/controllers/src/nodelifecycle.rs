@@ -60,6 +60,8 @@ struct Controller {
     events: EventRecorder,
     config: Config,
     health: Mutex<HashMap<String, Health>>,
+    /// Whether every node was unhealthy at the last check.
+    full_disruption: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) fn start(ctx: &Context, tasks: &mut JoinSet<Result<()>>) {
@@ -78,6 +80,7 @@ pub(crate) fn start(ctx: &Context, tasks: &mut JoinSet<Result<()>>) {
         events: ctx.events.for_component("node-controller"),
         config: ctx.config.clone(),
         health: Mutex::new(HashMap::new()),
+        full_disruption: std::sync::atomic::AtomicBool::new(false),
     });
     let c = controller.clone();
     c.nodes.add_handler({
@@ -135,8 +138,11 @@ impl Controller {
         }
         let all_unhealthy =
             !ready_after.is_empty() && ready_after.iter().all(|(_, status)| status != "True");
-        if all_unhealthy {
+        let was = self.full_disruption.swap(all_unhealthy, std::sync::atomic::Ordering::Relaxed);
+        if all_unhealthy && !was {
             tracing::warn!("every node is unhealthy: no NoExecute taints (full disruption)");
+        } else if was && !all_unhealthy {
+            tracing::info!("a node is healthy again: leaving full disruption");
         }
         for (node, status) in &ready_after {
             if let Err(e) = self.reconcile_taints(node, status, all_unhealthy, now).await {

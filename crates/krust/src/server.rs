@@ -42,6 +42,38 @@ pub struct ServerArgs {
     /// Finished pods kept before the oldest are deleted (0: keep all).
     #[arg(long, default_value_t = 12_500)]
     terminated_pod_gc_threshold: usize,
+    /// Controllers to run, as kube-controller-manager's flag: `*` for all, `name` to add one,
+    /// `-name` to leave one out (e.g. `*,-podgc`).
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    controllers: Vec<String>,
+    /// Run no controller manager (as k3s's flag; e.g. for scheduler benchmarks).
+    #[arg(long)]
+    disable_controller_manager: bool,
+}
+
+/// The controllers `--controllers` selects, or an error naming an unknown one.
+fn selected_controllers(items: &[String]) -> anyhow::Result<Vec<String>> {
+    let known: Vec<&str> = krust_controllers::controller_names().collect();
+    let mut selected: Vec<String> = Vec::new();
+    if items.iter().any(|i| i == "*") {
+        selected = known.iter().map(|n| (*n).to_owned()).collect();
+    }
+    for item in items.iter().filter(|i| *i != "*" && !i.is_empty()) {
+        let (remove, name) = match item.strip_prefix('-') {
+            Some(name) => (true, name),
+            None => (false, item.as_str()),
+        };
+        anyhow::ensure!(
+            known.contains(&name),
+            "--controllers: unknown controller {name:?} (known: {})",
+            known.join(", ")
+        );
+        selected.retain(|n| n != name);
+        if !remove {
+            selected.push(name.to_owned());
+        }
+    }
+    Ok(selected)
 }
 
 /// A Go-style duration (`50s`, `1m30s`, `500ms`).
@@ -81,6 +113,7 @@ async fn open_store(
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let enabled = selected_controllers(&args.controllers)?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create --data-dir {}", args.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)
@@ -111,6 +144,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .context("scheduler")
     });
     let controllers = krust_controllers::Config {
+        controllers: enabled,
         cluster_cidr: Some(args.cluster_cidr),
         node_cidr_mask_size: args.node_cidr_mask_size,
         node_monitor_grace_period: args.node_monitor_grace_period,
@@ -165,5 +199,26 @@ pub async fn shutdown_signal() -> &'static str {
     tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn select(items: &[&str]) -> anyhow::Result<Vec<String>> {
+        selected_controllers(&items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn controllers_are_chosen_as_kube_controller_manager_does() {
+        let all: Vec<String> = krust_controllers::controller_names().map(str::to_owned).collect();
+        assert_eq!(select(&["*"]).expect("all"), all);
+        let without = select(&["*", "-podgc"]).expect("all but one");
+        assert_eq!(without.len(), all.len() - 1);
+        assert!(!without.contains(&"podgc".to_owned()));
+        assert_eq!(select(&["replicaset"]).expect("one"), ["replicaset"]);
+        let err = select(&["*", "-nope"]).expect_err("unknown");
+        assert!(err.to_string().contains("unknown controller \"nope\""), "{err}");
     }
 }

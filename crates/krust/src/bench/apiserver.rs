@@ -41,7 +41,9 @@ struct Server {
 }
 
 async fn start_server() -> anyhow::Result<Server> {
-    let process = super::spawn::spawn_server(Duration::from_secs(10)).await?;
+    let process =
+        super::spawn::spawn_server(Duration::from_secs(10), &["--disable-controller-manager"])
+            .await?;
     let started = process.started;
     let kubeconfig = process.kubeconfig.clone();
     let config = std::fs::read_to_string(&kubeconfig)?;

@@ -2,6 +2,7 @@
 //! the issues name, each against a reference measured in the same run.
 
 mod apiserver;
+mod density;
 mod scheduler;
 mod spawn;
 
@@ -29,6 +30,9 @@ pub enum BenchCommand {
     /// The scheduler against a real API server on loopback: SchedulingBasic with N nodes and M
     /// pending pods (5,000 x 10,000 and 5,000 x 50,000 by default); pods/s and latencies.
     Scheduler(scheduler::SchedulerArgs),
+    /// Hollow nodes and pods at scale (upstream's density test): nodes Ready, pod startup
+    /// latency p50/p90/p99, API mutating-call p99, server and hollow RSS and CPU.
+    Density(density::DensityArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -59,7 +63,22 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Store(args) => store(args).await,
         BenchCommand::Apiserver(args) => apiserver::run(args).await,
         BenchCommand::Scheduler(args) => scheduler::run(args).await,
+        BenchCommand::Density(args) => density::run(args).await,
     }
+}
+
+/// The `qs` quantiles (0.5 for the median) of `samples`, in seconds (nearest rank).
+fn quantiles(samples: &mut [std::time::Duration], qs: &[f64]) -> Vec<f64> {
+    samples.sort_unstable();
+    qs.iter()
+        .map(|q| match samples.len() {
+            0 => 0.0,
+            n => {
+                let rank = ((n - 1) as f64 * q).round() as usize;
+                samples[rank.min(n - 1)].as_secs_f64()
+            }
+        })
+        .collect()
 }
 
 async fn store(args: StoreArgs) -> anyhow::Result<()> {

@@ -31,7 +31,9 @@ pub struct SchedulerArgs {
 }
 
 async fn start_server() -> anyhow::Result<super::spawn::SpawnedServer> {
-    super::spawn::spawn_server(Duration::from_secs(20)).await
+    // As upstream's scheduler_perf: API server and scheduler only (the bench's nodes have no
+    // kubelets, so node lifecycle would taint them).
+    super::spawn::spawn_server(Duration::from_secs(20), &["--disable-controller-manager"]).await
 }
 
 fn node(i: usize) -> anyhow::Result<Node> {
@@ -93,13 +95,8 @@ struct RunReport {
 }
 
 fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
-    if samples.is_empty() {
-        return (0.0, 0.0);
-    }
-    samples.sort_unstable();
-    let at =
-        |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1000.0;
-    (at(0.5), at(0.99))
+    let q = super::quantiles(&mut samples, &[0.5, 0.99]);
+    (q[0] * 1000.0, q[1] * 1000.0)
 }
 
 async fn run_basic(nodes: usize, pods: usize, timeout: Duration) -> anyhow::Result<RunReport> {

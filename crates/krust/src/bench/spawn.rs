@@ -23,13 +23,14 @@ impl Drop for SpawnedServer {
     }
 }
 
-/// Starts `krust server` from this executable and waits (up to `timeout`) for the line that
-/// names its kubeconfig.
-pub async fn spawn_server(timeout: Duration) -> anyhow::Result<SpawnedServer> {
+/// Starts `krust server` (with `extra_args`) from this executable and waits (up to `timeout`)
+/// for the line that names its kubeconfig.
+pub async fn spawn_server(timeout: Duration, extra_args: &[&str]) -> anyhow::Result<SpawnedServer> {
     let data_dir = tempfile::tempdir()?;
     let started = Instant::now();
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
         .args(["server", "--bind-address", "127.0.0.1", "--secure-port", "0"])
+        .args(extra_args)
         .args(["--log-level", "warn", "--data-dir"])
         .arg(data_dir.path())
         .stdout(Stdio::piped())
