@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &str| {
-    let _ = krust_scheduler::quantity::parse(input);
+    let _ = krust_api::quantity::parse(input);
 });

@@ -13,6 +13,7 @@ pub mod convert;
 pub mod fields;
 pub mod labels;
 pub mod names;
+pub mod quantity;
 pub mod strategic;
 
 pub use catalog::{Catalog, Resource, Subresource};

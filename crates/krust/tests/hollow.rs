@@ -133,6 +133,33 @@ fn hollow_nodes_run_pods_and_their_loss_is_noticed() {
         );
     }
 
+    // A pod bound past the scheduler to a node too small for it is rejected by the kubelet.
+    server
+        .create(
+            KUBECTL,
+            &json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "huge", "namespace": "default"},
+                "spec": {"nodeName": "hollow-0", "containers": [{
+                    "name": "c", "image": "registry.k8s.io/pause:3.10",
+                    "resources": {"requests": {"cpu": "5"}},
+                }]},
+            }),
+        )
+        .expect("create");
+    let rejected = server.wait_for(DEADLINE, "huge rejected", || {
+        let s = pod_status(&server, "huge");
+        (s["phase"] == "Failed").then_some(s)
+    });
+    assert_eq!(rejected["reason"], "OutOfcpu");
+    let message = rejected["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "Pod was rejected: Node didn't have enough resource: cpu, requested: 5000, used: "
+        ) && message.ends_with(", capacity: 4000"),
+        "{message}"
+    );
+
     // Restart policies with scripted exits.
     server
         .create(KUBECTL, &pod("done", "Never", json!({"fake.krust.dev/exit-c": "0"})))

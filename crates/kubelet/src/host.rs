@@ -27,6 +27,10 @@ const REGISTRATION_CONCURRENCY: usize = 64;
 struct Kubelet {
     handle: Arc<NodeHandle>,
     pod_cidr: Mutex<Option<String>>,
+    /// The Node as last seen (for admission).
+    node: Mutex<Option<Arc<Node>>>,
+    /// The pods admitted and not finished, by UID (what admission counts as running).
+    admitted: Mutex<HashMap<String, Arc<Pod>>>,
     /// Pod workers by pod UID.
     workers: Mutex<HashMap<String, watch::Sender<Option<Arc<Pod>>>>>,
 }
@@ -62,6 +66,8 @@ pub async fn run(
             Arc::new(Kubelet {
                 handle,
                 pod_cidr: Mutex::new(None),
+                node: Mutex::new(None),
+                admitted: Mutex::new(HashMap::new()),
                 workers: Mutex::new(HashMap::new()),
             }),
         );
@@ -82,7 +88,7 @@ pub async fn run(
     } {
         let (config, node) = registered;
         if let Some(k) = kubelets.get(&config.name) {
-            k.set_pod_cidr(&node).await;
+            k.set_node(node.clone()).await;
         }
         let client = client.clone();
         let stop = stop.clone();
@@ -117,6 +123,11 @@ pub async fn run(
 }
 
 impl Kubelet {
+    async fn set_node(&self, node: Node) {
+        self.set_pod_cidr(&node).await;
+        *self.node.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(node));
+    }
+
     async fn set_pod_cidr(&self, node: &Node) {
         let Some(cidr) = node.spec.as_ref().and_then(|s| s.pod_cidr.clone()) else { return };
         {
@@ -131,25 +142,43 @@ impl Kubelet {
         }
     }
 
-    /// Hands `pod` (or its removal) to its worker, starting one for a new pod.
+    /// Hands `pod` (or its removal) to its worker, starting one for a new pod it admits.
     fn dispatch(&self, uid: &str, pod: Option<Arc<Pod>>) {
         let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut admitted = self.admitted.lock().unwrap_or_else(PoisonError::into_inner);
         match (workers.get(uid), pod) {
             (Some(tx), Some(pod)) => {
+                if is_finished(&pod) {
+                    admitted.remove(uid);
+                }
                 tx.send_replace(Some(pod));
             }
             (Some(tx), None) => {
                 tx.send_replace(None);
                 workers.remove(uid);
+                admitted.remove(uid);
             }
             (None, Some(pod)) => {
-                let finished = matches!(
-                    pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-                    Some("Succeeded" | "Failed")
-                ) && pod.metadata.deletion_timestamp.is_none();
-                if finished {
+                if is_finished(&pod) && pod.metadata.deletion_timestamp.is_none() {
                     // Nothing to run (e.g. found at a restart); nothing to report.
                     return;
+                }
+                if pod.metadata.deletion_timestamp.is_none() {
+                    let node = self.node.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                    let running: Vec<Arc<Pod>> = admitted.values().cloned().collect();
+                    if let Some(node) = node
+                        && let Err(rejection) =
+                            krust_scheduler::admission::admit(&node, &running, &pod)
+                    {
+                        tokio::spawn(pod::reject(
+                            self.handle.clone(),
+                            pod,
+                            rejection.reason,
+                            rejection.message,
+                        ));
+                        return;
+                    }
+                    admitted.insert(uid.to_owned(), pod.clone());
                 }
                 let (tx, rx) = watch::channel(Some(pod));
                 workers.insert(uid.to_owned(), tx);
@@ -181,7 +210,7 @@ async fn watch_nodes(
             None => return Err(Error::WatchEnded("nodes")),
             Some(Ok(Event::Apply(node) | Event::InitApply(node))) => {
                 if let Some(k) = kubelets.get(&node.name_any()) {
-                    k.set_pod_cidr(&node).await;
+                    k.set_node(node).await;
                 }
             }
             Some(Ok(_)) => {}
@@ -252,6 +281,10 @@ async fn watch_pods(
             k.dispatch(&uid, None);
         }
     }
+}
+
+fn is_finished(pod: &Pod) -> bool {
+    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
 }
 
 fn node_of(pod: &Pod) -> String {

@@ -743,6 +743,23 @@ async fn terminate(node: &NodeHandle, pod: &Pod, state: &mut PodState) {
     }
 }
 
+/// Refuses a pod the node cannot take (upstream's admission failure): the pod fails with the
+/// rejection's reason, never starting.
+pub async fn reject(node: Arc<NodeHandle>, pod: Arc<Pod>, reason: String, message: String) {
+    node.events.record(pod.as_ref(), EventType::Warning, &reason, message.clone());
+    let patch = json!({"metadata": {"uid": pod.uid()}, "status": {
+        "phase": "Failed",
+        "reason": reason,
+        "message": format!("Pod was rejected: {message}"),
+    }});
+    let api: Api<Pod> = Api::namespaced(node.client.clone(), &pod.namespace().unwrap_or_default());
+    if let Err(e) =
+        api.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Strategic(&patch)).await
+    {
+        tracing::debug!(pod = %pod.name_any(), error = %e, "cannot post the rejection");
+    }
+}
+
 /// Removes the pod's containers and sandbox from the runtime.
 async fn cleanup(node: &NodeHandle, state: &mut PodState) {
     for record in state.containers.values_mut() {

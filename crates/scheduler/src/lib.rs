@@ -13,12 +13,12 @@
 //! `default-scheduler` (the profile's name) and pods that already have a `spec.nodeName` are
 //! left alone.
 
+pub mod admission;
 mod api;
 pub mod cache;
 pub mod framework;
 mod metrics;
 pub mod plugins;
-pub mod quantity;
 mod queue;
 pub mod resources;
 mod scheduler;

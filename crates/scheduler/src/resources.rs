@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 
-use crate::quantity::{self, Quantity};
+use krust_api::quantity::{self, Quantity};
 
 pub const CPU: &str = "cpu";
 pub const MEMORY: &str = "memory";
