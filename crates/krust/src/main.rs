@@ -1,5 +1,6 @@
 //! The `krust` binary: parses flags and wires the components together. Nothing else lives here.
 
+mod agent;
 mod bench;
 mod hollow;
 mod logging;
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Run the control plane.
     Server(server::ServerArgs),
+    /// Run a node: the kubelet for this machine.
+    Agent(agent::AgentArgs),
     /// Run simulated nodes (real kubelets over a fake container runtime) for scale tests.
     Hollow(hollow::HollowArgs),
     /// Benchmarks: a table, then one JSON line of figures.
@@ -56,6 +59,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Server(args) => runtime()?.block_on(server::run(args)),
+        Command::Agent(args) => runtime()?.block_on(agent::run(args)),
         Command::Hollow(args) => runtime()?.block_on(hollow::run(args)),
         Command::Bench(command) => runtime()?.block_on(bench::run(command)),
     }

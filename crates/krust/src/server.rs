@@ -77,7 +77,7 @@ fn selected_controllers(items: &[String]) -> anyhow::Result<Vec<String>> {
 }
 
 /// A Go-style duration (`50s`, `1m30s`, `500ms`).
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let d: k8s_openapi::jiff::SignedDuration =
         s.parse().map_err(|e| format!("invalid duration {s:?}: {e}"))?;
     std::time::Duration::try_from(d).map_err(|_| format!("invalid duration {s:?}: negative"))

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 const KUBECTL: &str = "1.33";
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// A `krust hollow` process, killed when dropped.
+/// A `krust hollow` or `krust agent` process, killed when dropped.
 struct Hollow(Child);
 
 impl Hollow {
@@ -28,6 +28,25 @@ impl Hollow {
             .stderr(log)
             .spawn()
             .expect("krust hollow starts");
+        Hollow(child)
+    }
+
+    /// `krust agent` for one node with static pods from `manifests`.
+    fn agent(server: &KrustServer, node: &str, manifests: &std::path::Path) -> Self {
+        let log = std::fs::File::create(server.data_dir().join("agent.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_krust"))
+            .arg("agent")
+            .arg("--kubeconfig")
+            .arg(server.kubeconfig())
+            .args(["--node-name", node, "--node-ip", "127.0.0.1", "--file-check-frequency", "1s"])
+            .arg("--data-dir")
+            .arg(server.data_dir().join("agent"))
+            .arg("--pod-manifest-path")
+            .arg(manifests)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("krust agent starts");
         Hollow(child)
     }
 
@@ -284,4 +303,60 @@ fn probes_gate_readiness_and_restart_unhealthy_containers() {
     ] {
         assert!(described.contains(expected), "describe shows {expected:?}:\n{described}");
     }
+}
+
+fn static_manifest(image: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels:\n    tier: static\nspec:\n  containers:\n  - name: web\n    image: {image}\n"
+    )
+}
+
+fn mirror(server: &KrustServer) -> Option<Value> {
+    let list = get(server, &["get", "pods", "-l", "tier=static"]);
+    list["items"].as_array()?.iter().find(|p| p["metadata"]["deletionTimestamp"].is_null()).cloned()
+}
+
+#[test]
+#[ignore = "end-to-end: real krust server, krust agent and kubectl"]
+fn the_agent_runs_static_pods_with_mirror_pods() {
+    let server = KrustServer::start(env!("CARGO_BIN_EXE_krust"), &[]).expect("server starts");
+    let manifests = server.data_dir().join("manifests");
+    std::fs::create_dir_all(&manifests).expect("manifest dir");
+    std::fs::write(manifests.join("web.yaml"), static_manifest("nginx:1")).expect("manifest");
+    let _agent = Hollow::agent(&server, "agent-1", &manifests);
+    server
+        .wait_for(DEADLINE, "the agent's node Ready", || (ready_nodes(&server) == 1).then_some(()));
+    let node = get(&server, &["get", "node", "agent-1"]);
+    assert_eq!(node["status"]["addresses"][0]["address"], "127.0.0.1");
+    assert!(
+        node["status"]["capacity"]["memory"].as_str().is_some_and(|m| m.ends_with("Ki")),
+        "{node}"
+    );
+
+    let first = server.wait_for(DEADLINE, "the mirror pod Running", || {
+        mirror(&server).filter(|p| p["status"]["phase"] == "Running")
+    });
+    assert_eq!(first["metadata"]["name"], "web-agent-1");
+    assert_eq!(first["spec"]["nodeName"], "agent-1");
+    assert_eq!(first["metadata"]["ownerReferences"][0]["kind"], "Node");
+    assert!(first["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string(), "{first}");
+
+    // Deleted in the API: the kubelet puts the mirror back.
+    server
+        .kubectl(KUBECTL)
+        .args(["delete", "pod", "web-agent-1", "--timeout=30s"])
+        .run()
+        .expect("delete");
+    let uid = first["metadata"]["uid"].clone();
+    server.wait_for(DEADLINE, "a new mirror pod", || {
+        mirror(&server).filter(|p| p["metadata"]["uid"] != uid && p["status"]["phase"] == "Running")
+    });
+
+    // A changed manifest replaces the pod; a removed one removes it.
+    std::fs::write(manifests.join("web.yaml"), static_manifest("nginx:2")).expect("manifest");
+    server.wait_for(DEADLINE, "the new image", || {
+        mirror(&server).filter(|p| p["spec"]["containers"][0]["image"] == "nginx:2")
+    });
+    std::fs::remove_file(manifests.join("web.yaml")).expect("remove manifest");
+    server.wait_for(DEADLINE, "no mirror pod", || mirror(&server).is_none().then_some(()));
 }

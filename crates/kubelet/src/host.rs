@@ -78,7 +78,20 @@ pub async fn run(
     let registrations = futures::stream::iter(nodes.clone())
         .map(|config| {
             let client = client.clone();
-            async move { node::register(&client, &config).await.map(|n| (config, n)) }
+            async move {
+                // Upstream retries registration until it works, backing off to 7 s.
+                let mut delay = std::time::Duration::from_millis(100);
+                loop {
+                    match node::register(&client, &config).await {
+                        Ok(n) => return Ok::<_, Error>((config, n)),
+                        Err(e) => {
+                            tracing::warn!(node = %config.name, error = %e, "cannot register the node; retrying");
+                            tokio::time::sleep(delay).await;
+                            delay = (delay * 2).min(std::time::Duration::from_secs(7));
+                        }
+                    }
+                }
+            }
         })
         .buffer_unordered(REGISTRATION_CONCURRENCY);
     let mut registrations = std::pin::pin!(registrations);

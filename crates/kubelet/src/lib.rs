@@ -11,6 +11,7 @@ pub mod node;
 mod pod;
 pub mod probes;
 pub mod runtime;
+pub mod static_pods;
 
 pub use node::NodeConfig;
 pub use runtime::Runtime;

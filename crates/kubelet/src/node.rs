@@ -59,6 +59,22 @@ impl NodeConfig {
         }
     }
 
+    /// A node the size of this machine: its CPUs, memory and root filesystem.
+    pub fn from_machine(name: &str, host_ip: &str, runtime_version: &str) -> Self {
+        let mut config = Self::new(name, host_ip, runtime_version);
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        config.capacity.insert("cpu".into(), Quantity(cpus.to_string()));
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        if let Some(kb) = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.split_whitespace().next())
+        {
+            config.capacity.insert("memory".into(), Quantity(format!("{kb}Ki")));
+        }
+        config
+    }
+
     fn labels(&self) -> BTreeMap<String, String> {
         let mut labels = self.labels.clone();
         for (k, v) in [
