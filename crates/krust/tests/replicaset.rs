@@ -90,23 +90,39 @@ fn replica_set_converges_replaces_adopts_and_releases() {
     });
     assert_eq!(replaced.len(), 3);
 
-    // A matching orphan is adopted instead of creating a new pod on scale-up.
-    server.create(KUBECTL, &json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "stray", "namespace": "default", "labels": {"tier": "frontend"}},
-            "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]},
-        })).expect("kubectl create");
+    // A matching orphan is adopted: made before its ReplicaSet, it is the one pod the
+    // ReplicaSet needs.
+    server
+        .create(
+            KUBECTL,
+            &json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "stray", "namespace": "default", "labels": {"tier": "adopt"}},
+                "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]},
+            }),
+        )
+        .expect("kubectl create");
+    server.create(KUBECTL, &replica_set("adopter", 1, json!({"tier": "adopt"}))).expect("create");
+    let adopter = server.get_json(KUBECTL, &["get", "rs", "adopter"]).expect("kubectl get");
+    let adopter_uid = adopter["metadata"]["uid"].as_str().expect("uid").to_owned();
+    wait_for(&server, "the orphan adopted", || {
+        let p = server.live_pods(KUBECTL, "tier=adopt");
+        (p.len() == 1
+            && name(&p[0]) == "stray"
+            && controller_uid(&p[0]) == Some(adopter_uid.clone()))
+        .then_some(())
+    });
+
     server
         .kubectl(KUBECTL)
         .args(["scale", "rs", "frontend", "--replicas", "5"])
         .run()
         .expect("kubectl");
-    let scaled = wait_for(&server, "5 owned pods including the adopted orphan", || {
+    let scaled = wait_for(&server, "5 owned pods", || {
         let p = server.live_pods(KUBECTL, "tier=frontend");
         let owned = p.iter().filter(|p| controller_uid(p).as_deref() == Some(&uid)).count();
         (p.len() == 5 && owned == 5).then_some(p)
     });
-    assert!(scaled.iter().any(|p| name(p) == "stray"), "the orphan was adopted: {scaled:?}");
 
     // A pod whose labels stop matching is released and replaced.
     let released = name(&scaled[0]);

@@ -309,12 +309,28 @@ impl Ctx<'_> {
         .with_details(name, self.resource.group, self.resource.plural)
     }
 
+    /// 422 Invalid with one cause per field error, each with upstream's reason.
+    fn invalid_fields(&self, name: &str, errors: &[krust_api::validation::FieldError]) -> Status {
+        let pairs: Vec<(String, String)> =
+            errors.iter().map(|e| (e.field.clone(), e.detail.clone())).collect();
+        let causes = errors
+            .iter()
+            .map(|e| serde_json::json!({"reason": e.reason, "message": e.detail, "field": e.field}))
+            .collect();
+        self.invalid(name, &pairs).with_causes(causes)
+    }
+
     /// 422 Invalid with one cause per `(field, message)`, as upstream's field errors read.
     fn invalid(&self, name: &str, errors: &[(String, String)]) -> Status {
         let summary: Vec<String> = errors.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+        // Upstream names the kind with its group (`Deployment.apps`), the core group bare.
+        let kind = match self.resource.group {
+            "" => self.resource.kind.to_owned(),
+            group => format!("{}.{group}", self.resource.kind),
+        };
         let message = match summary.as_slice() {
-            [one] => format!("{} \"{name}\" is invalid: {one}", self.resource.kind),
-            many => format!("{} \"{name}\" is invalid: [{}]", self.resource.kind, many.join(", ")),
+            [one] => format!("{kind} \"{name}\" is invalid: {one}"),
+            many => format!("{kind} \"{name}\" is invalid: [{}]", many.join(", ")),
         };
         let causes = errors
             .iter()

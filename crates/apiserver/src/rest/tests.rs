@@ -298,8 +298,11 @@ async fn merge_and_json_patches() {
 #[tokio::test]
 async fn status_subresource_separates_spec_and_status() {
     let api = api().await;
+    let template = json!({"metadata": {"labels": {"app": "d"}},
+        "spec": {"containers": [{"name": "c", "image": "x"}]}});
     let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
-        "spec": {"replicas": 1}, "status": {"replicas": 9}});
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "d"}}, "template": template},
+        "status": {"replicas": 9}});
     let url = "/apis/apps/v1/namespaces/default/deployments";
     let (code, created) = api.post(url, deploy).await;
     assert_eq!(code, StatusCode::CREATED, "{created}");
@@ -328,6 +331,40 @@ async fn status_subresource_separates_spec_and_status() {
     assert_eq!(scaled["spec"]["replicas"], 3);
     assert_eq!(scaled["status"]["replicas"], 1, "a main write leaves status alone");
     assert_eq!(scaled["metadata"]["generation"], 2);
+}
+
+#[tokio::test]
+async fn kind_rules_refuse_invalid_objects_with_upstreams_field_errors() {
+    let api = api().await;
+    let url = "/apis/apps/v1/namespaces/default/deployments";
+    let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bad"},
+        "spec": {"template": {"metadata": {"labels": {"app": "x"}},
+            "spec": {"containers": [{"name": "c", "image": "x"}]}}}});
+    let (code, status) = api.post(url, deploy).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{status}");
+    assert_eq!(status["reason"], "Invalid");
+    assert_eq!(
+        status["message"],
+        "Deployment.apps \"bad\" is invalid: [spec.selector: Required value, spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"x\"}: `selector` does not match template `labels`]"
+    );
+    assert_eq!(
+        status["details"]["causes"][0],
+        json!({"reason": "FieldValueRequired", "message": "Required value", "field": "spec.selector"})
+    );
+    // Updates are checked too.
+    let pods = "/api/v1/namespaces/default/pods";
+    let (code, _) = api.post(pods, json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}})).await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, status) = api
+        .call(
+            "PATCH",
+            &format!("{pods}/p"),
+            Some("application/merge-patch+json"),
+            Some(json!({"spec": {"containers": [{"name": "c", "image": ""}]}})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{status}");
+    assert_eq!(status["message"], "Pod \"p\" is invalid: spec.containers[0].image: Required value");
 }
 
 #[tokio::test]

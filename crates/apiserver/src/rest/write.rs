@@ -139,6 +139,15 @@ fn validate_name(ctx: &Ctx<'_>, name: &str) -> ApiResult<()> {
     Err(ctx.invalid(name, &[("metadata.name".to_owned(), detail)]))
 }
 
+/// The kind's own rules (`krust_api::validation`), as a 422 with upstream's field errors.
+fn validate_kind(ctx: &Ctx<'_>, name: &str, object: &Value) -> ApiResult<()> {
+    let errors = krust_api::validation::validate(ctx.resource.group, ctx.resource.kind, object);
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(ctx.invalid_fields(name, &errors))
+}
+
 /// NamespaceLifecycle: no new objects in a namespace that is missing or terminating.
 async fn check_namespace_admits(ctx: &Ctx<'_>, name: &str) -> ApiResult<()> {
     let Some(ns) = ctx.namespace() else { return Ok(()) };
@@ -252,6 +261,7 @@ pub async fn create(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
     validate_name(ctx, &name)?;
     check_namespace_admits(ctx, &name).await?;
     prepare_for_create(ctx, &mut object);
+    validate_kind(ctx, &name, &object)?;
 
     let lease = ctx.state.lease_for(&ctx.resource).await.map_err(store_error)?;
     let key = ctx.key(&name);
@@ -368,6 +378,9 @@ pub(super) async fn write_update(
     let old = decode(kv)?;
     let mut merged = merge_for_update(ctx, &old, new);
     super::defaults::normalize(ctx.resource.group, ctx.resource.kind, &mut merged);
+    if ctx.req.subresource.is_none() {
+        validate_kind(ctx, meta_str(&merged, "name").unwrap_or_default(), &merged)?;
+    }
     let plan = allocate::plan_update(ctx, &old, &mut merged)?;
     write_merged(ctx, kv, &old, merged, plan).await
 }
