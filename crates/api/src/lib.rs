@@ -14,8 +14,8 @@ pub mod fields;
 pub mod labels;
 pub mod names;
 pub mod quantity;
-pub mod validation;
 pub mod strategic;
+pub mod validation;
 
 pub use catalog::{Catalog, Resource, Subresource};
 pub use fields::FieldError;

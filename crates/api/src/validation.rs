@@ -172,6 +172,14 @@ fn go_map(labels: Option<&serde_json::Map<String, Value>>) -> String {
     format!("map[string]string{{{}}}", pairs.join(", "))
 }
 
+fn selector_mismatch(labels: Option<&serde_json::Map<String, Value>>) -> FieldError {
+    FieldError::invalid(
+        "spec.template.metadata.labels",
+        &go_map(labels),
+        "`selector` does not match template `labels`",
+    )
+}
+
 fn replicas(object: &Value, errors: &mut Vec<FieldError>) {
     if let Some(n) = object.pointer("/spec/replicas").and_then(int)
         && n < 0
@@ -207,21 +215,13 @@ fn workload(object: &Value, has_replicas: bool, errors: &mut Vec<FieldError>) {
         Some(Ok(s)) if !empty => {
             let matches = labels.is_some_and(|l| s.matches(l));
             if !matches {
-                errors.push(FieldError::invalid(
-                    "spec.template.metadata.labels",
-                    &go_map(labels),
-                    "`selector` does not match template `labels`",
-                ));
+                errors.push(selector_mismatch(labels));
             }
         }
         Some(Err(e)) => errors.push(FieldError::invalid("spec.selector", "", &e.to_string())),
         _ => {
             if empty {
-                errors.push(FieldError::invalid(
-                    "spec.template.metadata.labels",
-                    &go_map(labels),
-                    "`selector` does not match template `labels`",
-                ));
+                errors.push(selector_mismatch(labels));
             }
         }
     }
@@ -247,11 +247,7 @@ fn replication_controller(object: &Value, errors: &mut Vec<FieldError>) {
         Some(s) if s.is_empty() => errors.push(FieldError::required("spec.selector")),
         Some(s) => {
             if !Selector::from_labels(s).matches(labels.unwrap_or(&serde_json::Map::new())) {
-                errors.push(FieldError::invalid(
-                    "spec.template.metadata.labels",
-                    &go_map(labels),
-                    "`selector` does not match template `labels`",
-                ));
+                errors.push(selector_mismatch(labels));
             }
         }
     }
