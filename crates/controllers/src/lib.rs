@@ -11,6 +11,7 @@
 //! set (the default) the controllers run only while this process holds the Lease; on losing it
 //! they stop, drop their caches, and the manager campaigns again.
 
+mod deployment;
 mod expectations;
 mod informer;
 mod nodeipam;
@@ -129,6 +130,7 @@ type Start = fn(&Context, &mut JoinSet<Result<()>>);
 const CONTROLLERS: &[(&str, Start)] = &[
     ("replicaset", replicaset::start_replicasets),
     ("replicationcontroller", replicaset::start_rcs),
+    ("deployment", deployment::start),
     ("nodeipam", nodeipam::start),
     ("nodelifecycle", nodelifecycle::start),
     ("taint-eviction-controller", tainteviction::start),

@@ -4,63 +4,13 @@
 //! and — once their process is killed — stop heartbeating, so the node lifecycle controller
 //! marks their nodes Unknown. Every wait polls with a deadline.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use krust_testsupport::KrustServer;
+use krust_testsupport::{KrustServer, NodeProcess};
 use serde_json::{Value, json};
 
 const KUBECTL: &str = "1.33";
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// A `krust hollow` or `krust agent` process, killed when dropped.
-struct Hollow(Child);
-
-impl Hollow {
-    fn start(server: &KrustServer, nodes: usize) -> Self {
-        let log = std::fs::File::create(server.data_dir().join("hollow.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_krust"))
-            .arg("hollow")
-            .arg("--kubeconfig")
-            .arg(server.kubeconfig())
-            .args(["--nodes", &nodes.to_string()])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("krust hollow starts");
-        Hollow(child)
-    }
-
-    /// `krust agent` for one node with static pods from `manifests`.
-    fn agent(server: &KrustServer, node: &str, manifests: &std::path::Path) -> Self {
-        let log = std::fs::File::create(server.data_dir().join("agent.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_krust"))
-            .arg("agent")
-            .arg("--kubeconfig")
-            .arg(server.kubeconfig())
-            .args(["--node-name", node, "--node-ip", "127.0.0.1", "--file-check-frequency", "1s"])
-            .arg("--data-dir")
-            .arg(server.data_dir().join("agent"))
-            .arg("--pod-manifest-path")
-            .arg(manifests)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("krust agent starts");
-        Hollow(child)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Hollow {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn get(server: &KrustServer, args: &[&str]) -> Value {
     server.get_json(KUBECTL, args).expect("kubectl get")
@@ -104,7 +54,7 @@ fn hollow_nodes_run_pods_and_their_loss_is_noticed() {
     let server =
         KrustServer::start(env!("CARGO_BIN_EXE_krust"), &["--node-monitor-grace-period", "5s"])
             .expect("server starts");
-    let mut hollow = Hollow::start(&server, 3);
+    let mut hollow = NodeProcess::hollow(env!("CARGO_BIN_EXE_krust"), &server, 3).expect("hollow");
     server.wait_for(DEADLINE, "3 Ready hollow nodes", || (ready_nodes(&server) == 3).then_some(()));
     let leases = get(&server, &["get", "leases", "-n", "kube-node-lease"]);
     let holders: Vec<&str> = leases["items"]
@@ -262,7 +212,7 @@ fn container(server: &KrustServer, pod: &str) -> Value {
 #[ignore = "end-to-end: real krust server, krust hollow and kubectl"]
 fn probes_gate_readiness_and_restart_unhealthy_containers() {
     let server = KrustServer::start(env!("CARGO_BIN_EXE_krust"), &[]).expect("server starts");
-    let _hollow = Hollow::start(&server, 1);
+    let _hollow = NodeProcess::hollow(env!("CARGO_BIN_EXE_krust"), &server, 1).expect("hollow");
     server.wait_for(DEADLINE, "a Ready hollow node", || (ready_nodes(&server) == 1).then_some(()));
 
     // Readiness follows the probe, and flips back when the probe recovers.
@@ -323,7 +273,8 @@ fn the_agent_runs_static_pods_with_mirror_pods() {
     let manifests = server.data_dir().join("manifests");
     std::fs::create_dir_all(&manifests).expect("manifest dir");
     std::fs::write(manifests.join("web.yaml"), static_manifest("nginx:1")).expect("manifest");
-    let _agent = Hollow::agent(&server, "agent-1", &manifests);
+    let _agent = NodeProcess::agent(env!("CARGO_BIN_EXE_krust"), &server, "agent-1", &manifests)
+        .expect("agent");
     server
         .wait_for(DEADLINE, "the agent's node Ready", || (ready_nodes(&server) == 1).then_some(()));
     let node = get(&server, &["get", "node", "agent-1"]);

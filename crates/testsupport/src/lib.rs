@@ -214,6 +214,65 @@ impl KrustServer {
     }
 }
 
+/// A `krust hollow` or `krust agent` process joined to a server, killed when dropped.
+#[derive(Debug)]
+pub struct NodeProcess(std::process::Child);
+
+impl NodeProcess {
+    /// `krust hollow --nodes <nodes>` against `server` (log in the server's data dir).
+    pub fn hollow(
+        binary: impl AsRef<Path>,
+        server: &KrustServer,
+        nodes: usize,
+    ) -> anyhow::Result<Self> {
+        let log = std::fs::File::create(server.data_dir().join("hollow.log"))?;
+        let child = Command::new(binary.as_ref())
+            .arg("hollow")
+            .arg("--kubeconfig")
+            .arg(server.kubeconfig())
+            .args(["--nodes", &nodes.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        Ok(Self(child))
+    }
+
+    /// `krust agent` for node `node` (address 127.0.0.1), with static pods from `manifests`.
+    pub fn agent(
+        binary: impl AsRef<Path>,
+        server: &KrustServer,
+        node: &str,
+        manifests: &Path,
+    ) -> anyhow::Result<Self> {
+        let log = std::fs::File::create(server.data_dir().join("agent.log"))?;
+        let child = Command::new(binary.as_ref())
+            .arg("agent")
+            .arg("--kubeconfig")
+            .arg(server.kubeconfig())
+            .args(["--node-name", node, "--node-ip", "127.0.0.1", "--file-check-frequency", "1s"])
+            .arg("--data-dir")
+            .arg(server.data_dir().join("agent"))
+            .arg("--pod-manifest-path")
+            .arg(manifests)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        Ok(Self(child))
+    }
+
+    /// Kills the process (its nodes stop heartbeating).
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 impl Drop for KrustServer {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
