@@ -323,6 +323,38 @@ fn event_last_seen(e: &Value) -> Value {
 }
 
 /// The `-o wide` columns of every workload with a pod template.
+/// Upstream's `formatEndpoints`: `ip:port` of the ready addresses, three at most.
+fn endpoints_cell(o: &Value) -> Value {
+    let mut list = Vec::new();
+    for subset in o.pointer("/subsets").and_then(Value::as_array).into_iter().flatten() {
+        let addresses =
+            subset.get("addresses").and_then(Value::as_array).cloned().unwrap_or_default();
+        let ports = subset.get("ports").and_then(Value::as_array).cloned().unwrap_or_default();
+        for address in &addresses {
+            let ip = address.get("ip").and_then(Value::as_str).unwrap_or_default();
+            if ports.is_empty() {
+                list.push(ip.to_owned());
+            }
+            for port in &ports {
+                list.push(format!(
+                    "{ip}:{}",
+                    port.get("port").and_then(Value::as_i64).unwrap_or(0)
+                ));
+            }
+        }
+    }
+    at_most_three(list, "<none>")
+}
+
+fn at_most_three(list: Vec<String>, empty: &str) -> Value {
+    let shown = list.iter().take(3).cloned().collect::<Vec<_>>().join(",");
+    Value::String(match list.len() {
+        0 => empty.to_owned(),
+        n if n > 3 => format!("{shown} + {} more...", n - 3),
+        _ => shown,
+    })
+}
+
 fn pod_template_columns() -> [Column; 3] {
     [
         col("Containers", "string", 1, |o| {
@@ -413,6 +445,39 @@ fn columns(group: &str, kind: &str) -> Vec<Column> {
             col("Selector", "string", 1, |o| {
                 none_if_empty(selector_string(o.pointer("/spec/selector")))
             }),
+        ],
+        ("", "Endpoints") => vec![name, col("Endpoints", "string", 0, endpoints_cell), age],
+        ("discovery.k8s.io", "EndpointSlice") => vec![
+            name,
+            col("AddressType", "string", 0, |o| Value::String(str_at(o, "/addressType"))),
+            col("Ports", "string", 0, |o| {
+                let ports: Vec<String> = o
+                    .pointer("/ports")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|p| {
+                        p.get("port")
+                            .and_then(Value::as_i64)
+                            .map_or("<unset>".to_owned(), |n| n.to_string())
+                    })
+                    .collect();
+                at_most_three(ports, "<unset>")
+            }),
+            col("Endpoints", "string", 0, |o| {
+                let addresses: Vec<String> = o
+                    .pointer("/endpoints")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|e| {
+                        e.get("addresses").and_then(Value::as_array).cloned().unwrap_or_default()
+                    })
+                    .filter_map(|a| a.as_str().map(str::to_owned))
+                    .collect();
+                at_most_three(addresses, "<none>")
+            }),
+            age,
         ],
         ("", "ComponentStatus") => {
             // Upstream prints the first condition's state and its message or error.

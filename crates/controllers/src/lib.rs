@@ -12,6 +12,7 @@
 //! they stop, drop their caches, and the manager campaigns again.
 
 mod deployment;
+mod endpoints;
 mod expectations;
 mod informer;
 mod nodeipam;
@@ -20,6 +21,7 @@ mod podgc;
 pub mod pods;
 mod queue;
 mod replicaset;
+mod serviceaccount;
 mod tainteviction;
 
 pub use expectations::Expectations;
@@ -131,6 +133,9 @@ const CONTROLLERS: &[(&str, Start)] = &[
     ("replicaset", replicaset::start_replicasets),
     ("replicationcontroller", replicaset::start_rcs),
     ("deployment", deployment::start),
+    ("endpoint", endpoints::start_endpoints),
+    ("endpointslice", endpoints::start_slices),
+    ("serviceaccount", serviceaccount::start),
     ("nodeipam", nodeipam::start),
     ("nodelifecycle", nodelifecycle::start),
     ("taint-eviction-controller", tainteviction::start),

@@ -337,6 +337,19 @@ impl Controller {
                 Ok(Some(created))
             }
             Err(e) if is_status(&e, 409) => {
+                // Ours already (the cache had not shown it yet)?
+                if let Some(existing) = api.get_opt(&name).await?
+                    && pods::controller_of(&existing.metadata)
+                        .is_some_and(|r| Some(&r.uid) == d.metadata.uid.as_ref())
+                    && existing
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.template.as_ref())
+                        .map(util::without_hash)
+                        == Some(util::without_hash(&spec.template))
+                {
+                    return Ok(Some(existing));
+                }
                 // Someone else's ReplicaSet has our name: try the next hash.
                 let api: Api<Deployment> = Api::namespaced(self.client.clone(), &ns);
                 let patch = json!({"status": {"collisionCount": collision.unwrap_or(0) + 1}});
