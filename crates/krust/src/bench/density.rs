@@ -55,7 +55,7 @@ struct Step {
 }
 
 /// Resident memory of a process, in MiB.
-fn rss_mb(pid: u32) -> f64 {
+pub(super) fn rss_mb(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kb = status
         .lines()
@@ -154,39 +154,64 @@ async fn ready_nodes(api: &Api<Node>) -> anyhow::Result<usize> {
         .count())
 }
 
+/// A `krust server` with `nodes` hollow nodes, all Ready.
+pub(super) struct HollowCluster {
+    /// Both processes live as long as the cluster (they are killed when it is dropped).
+    _server: super::spawn::SpawnedServer,
+    _hollow: tokio::process::Child,
+    pub client: kube::Client,
+    pub server_pid: u32,
+    pub hollow_pid: u32,
+    pub nodes_ready_s: f64,
+}
+
+impl HollowCluster {
+    pub(super) async fn start(
+        nodes: usize,
+        max_pods: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        // Thousands of nodes need more /25 pod ranges than the default /16 holds.
+        let network = ["--cluster-cidr", "100.64.0.0/10", "--node-cidr-mask-size", "25"];
+        let server = super::spawn::spawn_server(Duration::from_secs(30), &network).await?;
+        let server_pid = server.child.id().context("server pid")?;
+        let client = crate::server::kube_client(&server.kubeconfig).await?;
+        let started = Instant::now();
+        let mut hollow = tokio::process::Command::new(std::env::current_exe()?)
+            .arg("hollow")
+            .arg("--kubeconfig")
+            .arg(&server.kubeconfig)
+            .args(["--nodes", &nodes.to_string(), "--log-level", "warn"])
+            .args(["--max-pods", &max_pods.to_string()])
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let hollow_pid = hollow.id().context("hollow pid")?;
+        let node_api: Api<Node> = Api::all(client.clone());
+        loop {
+            if ready_nodes(&node_api).await? >= nodes {
+                break;
+            }
+            if started.elapsed() > timeout {
+                bail!("hollow nodes not Ready within {timeout:?}");
+            }
+            if let Some(status) = hollow.try_wait()? {
+                bail!("krust hollow exited: {status}");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let nodes_ready_s = started.elapsed().as_secs_f64();
+        eprintln!("{nodes} nodes Ready in {nodes_ready_s:.1}s");
+        Ok(Self { _server: server, _hollow: hollow, client, server_pid, hollow_pid, nodes_ready_s })
+    }
+}
+
 async fn run_step(args: &DensityArgs, nodes: usize) -> anyhow::Result<Step> {
     let pods = nodes * args.pods_per_node;
     let timeout = Duration::from_secs(args.timeout_secs);
-    let server = super::spawn::spawn_server(Duration::from_secs(30), &[]).await?;
-    let server_pid = server.child.id().context("server pid")?;
-    let client = crate::server::kube_client(&server.kubeconfig).await?;
-
-    let started = Instant::now();
-    let mut hollow = tokio::process::Command::new(std::env::current_exe()?)
-        .arg("hollow")
-        .arg("--kubeconfig")
-        .arg(&server.kubeconfig)
-        .args(["--nodes", &nodes.to_string(), "--log-level", "warn"])
-        .args(["--max-pods", &(args.pods_per_node + 10).to_string()])
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let hollow_pid = hollow.id().context("hollow pid")?;
-    let node_api: Api<Node> = Api::all(client.clone());
-    loop {
-        if ready_nodes(&node_api).await? >= nodes {
-            break;
-        }
-        if started.elapsed() > timeout {
-            bail!("hollow nodes not Ready within {timeout:?}");
-        }
-        if let Some(status) = hollow.try_wait()? {
-            bail!("krust hollow exited: {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let nodes_ready_s = started.elapsed().as_secs_f64();
-    eprintln!("{nodes} nodes Ready in {nodes_ready_s:.1}s");
+    let cluster = HollowCluster::start(nodes, args.pods_per_node + 10, timeout).await?;
+    let (client, server_pid, hollow_pid, nodes_ready_s) =
+        (cluster.client.clone(), cluster.server_pid, cluster.hollow_pid, cluster.nodes_ready_s);
 
     // One watch sees each pod appear and turn Running.
     let pod_api: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -260,8 +285,7 @@ async fn run_step(args: &DensityArgs, nodes: usize) -> anyhow::Result<Step> {
         server_cpu_s: cpu_s(server_pid),
         hollow_cpu_s: cpu_s(hollow_pid),
     };
-    let _ = hollow.start_kill();
-    drop(server);
+    drop(cluster);
     Ok(step)
 }
 

@@ -2,6 +2,7 @@
 //! the issues name, each against a reference measured in the same run.
 
 mod apiserver;
+mod controllers;
 mod density;
 mod scheduler;
 mod spawn;
@@ -33,6 +34,9 @@ pub enum BenchCommand {
     /// Hollow nodes and pods at scale (upstream's density test): nodes Ready, pod startup
     /// latency p50/p90/p99, API mutating-call p99, server and hollow RSS and CPU.
     Density(density::DensityArgs),
+    /// A Deployment of 10,000 replicas on 500 hollow nodes: time to running and a full
+    /// rolling update, against the API server's write rate measured in the same run.
+    Controllers(controllers::ControllersArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -64,6 +68,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Apiserver(args) => apiserver::run(args).await,
         BenchCommand::Scheduler(args) => scheduler::run(args).await,
         BenchCommand::Density(args) => density::run(args).await,
+        BenchCommand::Controllers(args) => controllers::run(args).await,
     }
 }
 
