@@ -176,6 +176,12 @@ async fn sync(node: &NodeHandle, pod: &Pod, state: &mut PodState) -> Option<Dura
                 state.sandbox_error = None;
             }
             Err(e) => {
+                node.events.record(
+                    pod,
+                    EventType::Warning,
+                    "FailedCreatePodSandBox",
+                    format!("Failed to create pod sandbox: {e}"),
+                );
                 state.sandbox_error = Some(e.to_string());
                 post_status(node, pod, state, &spec, now).await;
                 return Some(BACKOFF_INITIAL);
