@@ -45,6 +45,9 @@ pub struct Config {
     pub secure_port: u16,
     /// Where every object lives.
     pub store: Arc<dyn Store>,
+    /// A garbage collector runs: deletes with the Orphan or Foreground policy record the
+    /// `orphan` / `foregroundDeletion` finalizer for it (without one the object goes at once).
+    pub garbage_collector: bool,
 }
 
 /// The verified client certificate chain of a connection, if the client presented one.
@@ -119,11 +122,13 @@ impl ApiServer {
         )
         .await
         .map_err(Error::Store)?;
-        let api = Arc::new(ApiState::new(
+        let mut state = ApiState::new(
             Catalog::builtin(),
             config.store.clone(),
             format!("{host}:{}", local.port()),
-        ));
+        );
+        state.record_gc_finalizers = config.garbage_collector;
+        let api = Arc::new(state);
         // Every cache loads and follows its resource from the start, as upstream's do, so
         // the first list is as fast as the next (they load in the background).
         for resource in api.catalog.resources() {

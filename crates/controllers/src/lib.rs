@@ -14,6 +14,7 @@
 mod deployment;
 mod endpoints;
 mod expectations;
+mod garbagecollector;
 mod informer;
 mod nodeipam;
 mod nodelifecycle;
@@ -136,6 +137,7 @@ const CONTROLLERS: &[(&str, Start)] = &[
     ("endpoint", endpoints::start_endpoints),
     ("endpointslice", endpoints::start_slices),
     ("serviceaccount", serviceaccount::start),
+    ("garbagecollector", garbagecollector::start),
     ("nodeipam", nodeipam::start),
     ("nodelifecycle", nodelifecycle::start),
     ("taint-eviction-controller", tainteviction::start),

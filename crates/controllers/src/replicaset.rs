@@ -271,11 +271,18 @@ impl<O: Owner> Controller<O> {
         let claimed = self.claim(&owner, &selector, active).await?;
 
         let mut failure = None;
+        let mut deleted = Vec::new();
         if needs_sync && owner.meta().deletion_timestamp.is_none() {
-            failure = self.manage(&owner, key, &claimed).await.err();
+            let (gone, result) = self.manage(&owner, key, &claimed).await;
+            deleted = gone;
+            failure = result.err();
         }
+        // The status counts what remains: pods deleted just now are neither ready nor
+        // available any more (so a Deployment reading it never over-counts availability).
+        let remaining: Vec<Arc<Pod>> =
+            claimed.into_iter().filter(|p| !deleted.contains(&p.metadata.uid)).collect();
         let now = Timestamp::now();
-        let status = calculate_status(owner.as_ref(), &claimed, failure.as_ref(), now);
+        let status = calculate_status(owner.as_ref(), &remaining, failure.as_ref(), now);
         self.update_status(&owner, status.clone()).await?;
 
         let min_ready = owner.min_ready_seconds();
@@ -371,16 +378,22 @@ impl<O: Owner> Controller<O> {
     }
 
     /// Creates or deletes pods to reach `replicas` (upstream's `manageReplicas`).
-    async fn manage(&self, owner: &Arc<O>, key: &ObjectKey, active: &[Arc<Pod>]) -> Result<()> {
+    /// Creates or deletes pods to reach `replicas`; returns the UIDs of the pods it deleted.
+    async fn manage(
+        &self,
+        owner: &Arc<O>,
+        key: &ObjectKey,
+        active: &[Arc<Pod>],
+    ) -> (Vec<Option<String>>, Result<()>) {
         let wanted = usize::try_from(owner.replicas()).unwrap_or(0);
         if active.len() < wanted {
             let count = (wanted - active.len()).min(BURST_REPLICAS);
-            self.create_pods(owner, key, count).await
+            (Vec::new(), self.create_pods(owner, key, count).await)
         } else if active.len() > wanted {
             let count = (active.len() - wanted).min(BURST_REPLICAS);
             self.delete_pods(owner, key, active, count).await
         } else {
-            Ok(())
+            (Vec::new(), Ok(()))
         }
     }
 
@@ -446,7 +459,7 @@ impl<O: Owner> Controller<O> {
         key: &ObjectKey,
         active: &[Arc<Pod>],
         count: usize,
-    ) -> Result<()> {
+    ) -> (Vec<Option<String>>, Result<()>) {
         let mut candidates = active.to_vec();
         let related = self.related_pods(owner);
         pods::sort_for_deletion(&mut candidates, &related, Timestamp::now());
@@ -460,17 +473,22 @@ impl<O: Owner> Controller<O> {
         }))
         .await;
         let mut failure = None;
+        let mut deleted = Vec::new();
         for (pod, result) in results {
             match result {
-                Ok(_) => self.events.record(
-                    owner.as_ref(),
-                    EventType::Normal,
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {}", pod.name_any()),
-                ),
+                Ok(_) => {
+                    deleted.push(pod.metadata.uid.clone());
+                    self.events.record(
+                        owner.as_ref(),
+                        EventType::Normal,
+                        "SuccessfulDelete",
+                        format!("Deleted pod: {}", pod.name_any()),
+                    );
+                }
                 Err(e) => {
                     self.expectations.deletion_observed(key, &ObjectKey::of(pod.as_ref()));
                     if is_status(&e, 404) {
+                        deleted.push(pod.metadata.uid.clone());
                         continue;
                     }
                     self.events.record(
@@ -483,10 +501,11 @@ impl<O: Owner> Controller<O> {
                 }
             }
         }
-        match failure {
+        let result = match failure {
             Some(e) => Err(e.into()),
             None => Ok(()),
-        }
+        };
+        (deleted, result)
     }
 
     /// The active pods of `owner` and of its siblings (the owners controlled by the same

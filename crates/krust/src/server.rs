@@ -126,6 +126,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         bind_address: args.bind_address,
         secure_port: args.secure_port,
         store: store.clone(),
+        garbage_collector: !args.disable_controller_manager
+            && enabled.iter().any(|c| c == "garbagecollector"),
     })
     .await?;
     println!("KUBECONFIG={} kubectl get nodes", apiserver.kubeconfig_path().display());

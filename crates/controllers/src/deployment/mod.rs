@@ -488,8 +488,16 @@ impl Controller {
         if self.scale(d, &new, target).await? {
             return self.finish(d).await;
         }
-        // Scale old ones down: unhealthy replicas first, then within maxUnavailable.
+        // Scale old ones down: unhealthy replicas first, then within maxUnavailable — but only
+        // from statuses that reflect every ReplicaSet's latest spec (a status from before a
+        // scale-down would over-count what is available).
         let old_active: Vec<&ReplicaSet> = old.iter().filter(|rs| rs_replicas(rs) > 0).collect();
+        let settled = all.iter().all(|rs| {
+            rs.status.as_ref().and_then(|s| s.observed_generation) >= rs.metadata.generation
+        });
+        if !settled {
+            return self.finish(d).await;
+        }
         if !old_active.is_empty() {
             let all_pods: i32 = all.iter().map(|rs| rs_replicas(rs)).sum();
             let min_available = want - util::max_unavailable(d);
