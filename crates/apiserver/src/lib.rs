@@ -12,6 +12,7 @@
 mod discovery;
 mod error;
 mod health;
+mod managed;
 mod metrics;
 mod openapi;
 pub mod pki;

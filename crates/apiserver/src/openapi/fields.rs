@@ -15,6 +15,7 @@ use tokio::sync::OnceCell;
 
 use super::kinds;
 use super::schemas::{Library, REF_PREFIX};
+use crate::managed::{Kind, ListType, Schema};
 use crate::status::Status;
 
 /// Nesting deeper than this is not checked (upstream refuses such bodies long before).
@@ -29,8 +30,10 @@ enum Shape {
     Object { properties: HashMap<String, usize>, additional: Option<usize> },
     /// A map: every value has this shape.
     Map(usize),
-    /// A list whose items have this shape.
-    List(usize),
+    /// A list whose items have this shape, merged as its `x-kubernetes-list-type` says.
+    List(usize, ListType),
+    /// An object replaced as a whole (`x-kubernetes-map-type: atomic`).
+    Atomic,
     /// Another (named) shape.
     Alias(usize),
 }
@@ -104,7 +107,21 @@ impl Builder<'_> {
             return self.shape(one);
         }
         if let Some(items) = schema.get("items") {
-            return Shape::List(self.index(items));
+            let keys = |s: &Map<String, Value>| -> Vec<String> {
+                s.get("x-kubernetes-list-map-keys")
+                    .and_then(Value::as_array)
+                    .map(|k| k.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                    .unwrap_or_default()
+            };
+            let list_type = match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
+                Some("set") => ListType::Set,
+                Some("map") if !keys(schema).is_empty() => ListType::Map(keys(schema)),
+                _ => ListType::Atomic,
+            };
+            return Shape::List(self.index(items), list_type);
+        }
+        if schema.get("x-kubernetes-map-type").and_then(Value::as_str) == Some("atomic") {
+            return Shape::Atomic;
         }
         let additional = match schema.get("additionalProperties") {
             Some(Value::Object(_)) => schema.get("additionalProperties").map(|a| self.index(a)),
@@ -145,6 +162,22 @@ impl FieldSchemas {
             kinds.insert((kind.group, kind.version, kind.kind), index);
         }
         FieldSchemas { shapes: builder.shapes, kinds }
+    }
+
+    /// The shape of a kind, the root of its objects' field paths.
+    pub(crate) fn root(&self, group: &str, version: &str, kind: &str) -> Option<usize> {
+        self.kinds.get(&(group, version, kind)).copied()
+    }
+
+    /// Follows aliases (bounded: a cycle of aliases is untyped).
+    fn resolve(&self, mut shape: usize) -> Option<&Shape> {
+        for _ in 0..MAX_DEPTH {
+            match self.shapes.get(shape)? {
+                Shape::Alias(target) => shape = *target,
+                other => return Some(other),
+            }
+        }
+        None
     }
 
     /// Removes the fields of `object` its kind does not declare (upstream's decoding drops
@@ -203,7 +236,7 @@ impl FieldSchemas {
                     path.truncate(len);
                 }
             }
-            (Shape::List(items), Value::Array(list)) => {
+            (Shape::List(items, _), Value::Array(list)) => {
                 for (i, child) in list.iter_mut().enumerate() {
                     let len = path.len();
                     let _ = write!(path, "[{i}]");
@@ -213,6 +246,38 @@ impl FieldSchemas {
             }
             // Wrong types are the validation's to report, not this check's.
             _ => {}
+        }
+    }
+}
+
+/// The merge reads list types and declared fields from the same shapes.
+impl Schema for FieldSchemas {
+    type Node = usize;
+
+    fn kind(&self, node: usize) -> Kind<'_> {
+        match self.resolve(node) {
+            Some(Shape::Object { .. } | Shape::Map(_)) => Kind::Object,
+            Some(Shape::Atomic) => Kind::AtomicObject,
+            Some(Shape::List(_, list_type)) => Kind::List(list_type),
+            Some(Shape::Any | Shape::Alias(_)) | None => Kind::Untyped,
+        }
+    }
+
+    fn field(&self, node: usize, key: &str) -> (Option<usize>, bool) {
+        match self.resolve(node) {
+            Some(Shape::Object { properties, additional }) => match properties.get(key) {
+                Some(&child) => (Some(child), true),
+                None => (*additional, false),
+            },
+            Some(Shape::Map(values)) => (Some(*values), false),
+            _ => (None, false),
+        }
+    }
+
+    fn item(&self, node: usize) -> Option<usize> {
+        match self.resolve(node) {
+            Some(Shape::List(items, _)) => Some(*items),
+            _ => None,
         }
     }
 }

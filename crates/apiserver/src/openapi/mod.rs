@@ -36,7 +36,7 @@ use tracing::info;
 use crate::status::Status;
 use crate::version::VersionInfo;
 
-pub(crate) use self::fields::field_schemas;
+pub(crate) use self::fields::{FieldSchemas, field_schemas};
 use self::schemas::{Library, SchemaSet, reference};
 
 /// The generated documents, serialized once.

@@ -4,10 +4,12 @@
 //! deletecollection, plus the `status` subresource.
 
 mod allocate;
+mod apply;
 mod componentstatus;
 mod defaults;
 mod field_validation;
 mod legacy;
+mod managed_fields;
 mod object;
 mod params;
 mod read;

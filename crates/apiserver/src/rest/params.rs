@@ -17,6 +17,8 @@ pub struct Params {
     pub send_initial_events: Option<bool>,
     pub dry_run: bool,
     pub field_manager: Option<String>,
+    /// `force` of an apply patch: take the fields other managers hold.
+    pub force: bool,
     pub field_validation: Option<String>,
     pub propagation_policy: Option<String>,
     pub grace_period_seconds: Option<i64>,
@@ -72,6 +74,7 @@ impl Params {
                     p.dry_run = true;
                 }
                 "fieldManager" => p.field_manager = Some(value.to_owned()),
+                "force" => p.force = boolean("force", value)?,
                 "fieldValidation" => {
                     if !matches!(value, "" | "Strict" | "Warn" | "Ignore") {
                         return Err(Status::bad_request(format!(

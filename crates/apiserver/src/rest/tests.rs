@@ -1280,3 +1280,281 @@ async fn component_statuses_report_the_store_and_leased_components() {
         .await;
     assert_eq!(table["rows"][0]["cells"], json!(["scheduler", "Healthy", "ok", ""]));
 }
+
+const APPLY: &str = "application/apply-patch+yaml";
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
+
+impl Api {
+    async fn call_as(
+        &self,
+        method: &str,
+        uri: &str,
+        agent: &str,
+        content_type: &str,
+        body: String,
+    ) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", content_type)
+            .header("user-agent", agent)
+            .body(Body::from(body))
+            .expect("request");
+        let resp = self.router.clone().oneshot(req).await.expect("response");
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+}
+
+fn managers(object: &Value) -> Vec<(String, String, String)> {
+    object["metadata"]["managedFields"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|e| {
+                    (
+                        e["manager"].as_str().unwrap_or_default().to_owned(),
+                        e["operation"].as_str().unwrap_or_default().to_owned(),
+                        e["subresource"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn entry<'v>(object: &'v Value, manager: &str) -> &'v Value {
+    object["metadata"]["managedFields"]
+        .as_array()
+        .and_then(|list| list.iter().find(|e| e["manager"] == manager))
+        .unwrap_or(&Value::Null)
+}
+
+fn web(replicas: i64, image: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "nginx", "image": image}]},
+            },
+        },
+    })
+}
+
+#[tokio::test]
+async fn writes_record_managed_fields() {
+    let api = api().await;
+    let (code, created) = api
+        .call_as(
+            "POST",
+            &format!("{CMS}?fieldManager=kubectl-create"),
+            "kubectl/v1.33.0 (linux/amd64) kubernetes/abc",
+            "application/json",
+            cm("owned", json!({"a": "1"})).to_string(),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    assert_eq!(managers(&created), vec![("kubectl-create".into(), "Update".into(), "".into())]);
+    let first = entry(&created, "kubectl-create");
+    assert_eq!(first["apiVersion"], "v1");
+    assert_eq!(first["fieldsType"], "FieldsV1");
+    assert!(first["time"].is_string());
+    assert_eq!(
+        first["fieldsV1"],
+        json!({"f:data": {"f:k": {}}, "f:metadata": {"f:labels": {"f:a": {}}}})
+    );
+
+    // Another client (named by its User-Agent) changes a value: it takes that field.
+    let mut changed = created.clone();
+    changed["data"]["k"] = json!("w");
+    changed["data"]["new"] = json!("x");
+    let (code, updated) = api
+        .call_as(
+            "PUT",
+            &format!("{CMS}/owned"),
+            "OpenAPI-Generator/31.0.0/python",
+            "application/json",
+            changed.to_string(),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{updated}");
+    assert_eq!(
+        entry(&updated, "OpenAPI-Generator")["fieldsV1"],
+        json!({"f:data": {"f:k": {}, "f:new": {}}})
+    );
+    assert_eq!(
+        entry(&updated, "kubectl-create")["fieldsV1"],
+        json!({"f:metadata": {"f:labels": {"f:a": {}}}})
+    );
+
+    // A write that changes nothing changes no managed fields (and no resourceVersion).
+    let (_, again) = api
+        .call_as("PUT", &format!("{CMS}/owned"), "other/1", "application/json", updated.to_string())
+        .await;
+    assert_eq!(again["metadata"]["resourceVersion"], updated["metadata"]["resourceVersion"]);
+    assert_eq!(again["metadata"]["managedFields"], updated["metadata"]["managedFields"]);
+
+    // `[{}]` clears them; an unknown operation is invalid.
+    let (code, cleared) = api
+        .call(
+            "PATCH",
+            &format!("{CMS}/owned"),
+            Some("application/merge-patch+json"),
+            Some(json!({"metadata": {"managedFields": [{}]}})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{cleared}");
+    assert!(cleared["metadata"].get("managedFields").is_none(), "{cleared}");
+    let (code, invalid) = api
+        .call(
+            "PATCH",
+            &format!("{CMS}/owned"),
+            Some("application/merge-patch+json"),
+            Some(json!({"metadata": {"managedFields": [{"manager": "x", "operation": "Merge",
+                "fieldsType": "FieldsV1", "fieldsV1": {}}]}})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{invalid}");
+    assert!(invalid["message"].as_str().is_some_and(|m| m.contains("managedFields[0].operation")));
+}
+
+#[tokio::test]
+async fn status_writes_record_the_subresource() {
+    let api = api().await;
+    let (code, _) = api
+        .call_as(
+            "POST",
+            DEPLOYMENTS,
+            "kubectl/v1.33.0",
+            "application/json",
+            web(1, "nginx").to_string(),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, written) = api
+        .call_as(
+            "PATCH",
+            &format!("{DEPLOYMENTS}/web/status"),
+            "kube-controller-manager/v1.35.0",
+            "application/merge-patch+json",
+            json!({"status": {"replicas": 1}}).to_string(),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{written}");
+    assert_eq!(
+        managers(&written),
+        vec![
+            ("kubectl".into(), "Update".into(), "".into()),
+            ("kube-controller-manager".into(), "Update".into(), "status".into()),
+        ]
+    );
+    assert_eq!(
+        entry(&written, "kube-controller-manager")["fieldsV1"],
+        json!({"f:status": {"f:replicas": {}}})
+    );
+    assert!(entry(&written, "kubectl")["fieldsV1"].get("f:status").is_none());
+}
+
+#[tokio::test]
+async fn server_side_apply_creates_merges_and_conflicts() {
+    let api = api().await;
+    let url = format!("{DEPLOYMENTS}/web");
+    let apply = |manager: &str, force: bool, body: String| {
+        let uri = format!("{url}?fieldManager={manager}&force={force}");
+        let api = &api;
+        async move { api.call_as("PATCH", &uri, "kubectl/v1.33.0", APPLY, body).await }
+    };
+
+    let (code, missing) =
+        api.call_as("PATCH", &url, "kubectl/v1.33.0", APPLY, web(1, "a").to_string()).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{missing}");
+    assert!(
+        missing["message"].as_str().is_some_and(|m| m.contains("fieldManager: Required value"))
+    );
+
+    let (code, created) = apply("kubectl", false, web(1, "nginx").to_string()).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    assert_eq!(managers(&created), vec![("kubectl".into(), "Apply".into(), "".into())]);
+    let fields = &entry(&created, "kubectl")["fieldsV1"];
+    assert_eq!(
+        fields["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"nginx\"}"],
+        json!({".": {}, "f:image": {}, "f:name": {}})
+    );
+    assert_eq!(fields["f:spec"]["f:replicas"], json!({}));
+    assert!(
+        fields["f:spec"].get("f:progressDeadlineSeconds").is_none(),
+        "defaults are not applied"
+    );
+
+    // The same configuration again is a no-op.
+    let (code, again) = apply("kubectl", false, web(1, "nginx").to_string()).await;
+    assert_eq!(code, StatusCode::OK, "{again}");
+    assert_eq!(again["metadata"]["resourceVersion"], created["metadata"]["resourceVersion"]);
+
+    // YAML works too, and a change moves the value.
+    let yaml = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels:\n    app: web\n\
+        spec:\n  replicas: 2\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n\
+        \x20     labels:\n        app: web\n    spec:\n      containers:\n      - name: nginx\n        image: nginx\n";
+    let (code, scaled) = apply("kubectl", false, yaml.to_owned()).await;
+    assert_eq!(code, StatusCode::OK, "{scaled}");
+    assert_eq!(scaled["spec"]["replicas"], 2);
+    assert_eq!(scaled["metadata"]["generation"], 2);
+
+    // Another manager applying another value conflicts, as upstream words it.
+    let (code, conflict) = apply("other", false, web(5, "nginx").to_string()).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{conflict}");
+    assert_eq!(conflict["reason"], "Conflict");
+    assert_eq!(
+        conflict["message"],
+        "Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas"
+    );
+    assert_eq!(conflict["details"]["causes"][0]["reason"], "FieldManagerConflict");
+    assert_eq!(conflict["details"]["causes"][0]["field"], ".spec.replicas");
+
+    // Forced, it takes the field; the shared ones (same values) stay shared.
+    let (code, forced) = apply("other", true, web(5, "nginx").to_string()).await;
+    assert_eq!(code, StatusCode::OK, "{forced}");
+    assert_eq!(forced["spec"]["replicas"], 5);
+    assert!(entry(&forced, "kubectl")["fieldsV1"]["f:spec"].get("f:replicas").is_none());
+    assert!(entry(&forced, "kubectl")["fieldsV1"]["f:spec"].get("f:selector").is_some());
+
+    // An Update by a third client then conflicts with no apply of the same value.
+    let (code, _) = api
+        .call_as(
+            "PATCH",
+            &format!("{url}?fieldManager=kubectl-edit"),
+            "kubectl/v1.33.0",
+            "application/merge-patch+json",
+            json!({"metadata": {"labels": {"extra": "1"}}}).to_string(),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+
+    // `other` stops applying the container's image... nobody else dropped it, `kubectl`
+    // still applies it: it stays. A label only `other` applied goes when dropped.
+    let mut with_label = web(5, "nginx");
+    with_label["metadata"]["labels"]["tier"] = json!("front");
+    let (code, labelled) = apply("other", false, with_label.to_string()).await;
+    assert_eq!(code, StatusCode::OK, "{labelled}");
+    assert_eq!(labelled["metadata"]["labels"]["tier"], "front");
+    let (code, dropped) = apply("other", false, web(5, "nginx").to_string()).await;
+    assert_eq!(code, StatusCode::OK, "{dropped}");
+    assert!(dropped["metadata"]["labels"].get("tier").is_none(), "{dropped}");
+    assert_eq!(dropped["metadata"]["labels"]["extra"], "1");
+    assert_eq!(dropped["spec"]["template"]["spec"]["containers"][0]["image"], "nginx");
+
+    // A conflict with an Update manager names its apiVersion.
+    let mut relabel = web(5, "nginx");
+    relabel["metadata"]["labels"]["extra"] = json!("2");
+    let (code, conflict) = apply("other", false, relabel.to_string()).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{conflict}");
+    assert_eq!(
+        conflict["message"],
+        "Apply failed with 1 conflict: conflict with \"kubectl-edit\" using apps/v1: .metadata.labels.extra"
+    );
+}

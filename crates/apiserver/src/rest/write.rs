@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::allocate;
 use super::field_validation::{self, with_warnings};
+use super::managed_fields;
 use super::object::{self, decode, encode, meta_str, metadata, metadata_mut};
 use super::read::{Filter, list_page};
 use super::{ApiResult, Ctx, json_response, store_error};
@@ -22,8 +23,9 @@ const JSON: &str = "application/json";
 const JSON_PATCH: &str = "application/json-patch+json";
 const MERGE_PATCH: &str = "application/merge-patch+json";
 const STRATEGIC_MERGE_PATCH: &str = "application/strategic-merge-patch+json";
+pub(super) const APPLY_PATCH: &str = "application/apply-patch+yaml";
 
-fn content_type(ctx: &Ctx<'_>) -> String {
+pub(super) fn content_type(ctx: &Ctx<'_>) -> String {
     ctx.headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -77,7 +79,7 @@ fn json_body<'b>(ctx: &Ctx<'_>, body: &'b Bytes) -> Option<&'b [u8]> {
 }
 
 /// apiVersion and kind default from the URL; a body that names another type is refused.
-fn check_type_meta(ctx: &Ctx<'_>, object: &mut Value) -> ApiResult<()> {
+pub(super) fn check_type_meta(ctx: &Ctx<'_>, object: &mut Value) -> ApiResult<()> {
     let expected_version = ctx.resource.api_version();
     let expected_kind = ctx.resource.kind;
     let Some(map) = object.as_object_mut() else { return Ok(()) };
@@ -107,7 +109,7 @@ fn check_type_meta(ctx: &Ctx<'_>, object: &mut Value) -> ApiResult<()> {
 }
 
 /// The object's namespace must agree with the URL's; cluster-scoped objects carry none.
-fn check_namespace(ctx: &Ctx<'_>, object: &mut Value) -> ApiResult<()> {
+pub(super) fn check_namespace(ctx: &Ctx<'_>, object: &mut Value) -> ApiResult<()> {
     let url_ns = ctx.namespace().map(str::to_owned);
     let Some(meta) = metadata_mut(object) else { return Ok(()) };
     match (url_ns, meta.get("namespace").and_then(Value::as_str).map(str::to_owned)) {
@@ -258,10 +260,25 @@ pub async fn create(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
             }
         },
     };
+    create_object(ctx, object, name, &warnings, true).await
+}
+
+/// Creates `object` named `name` (type meta and namespace checked). `track`: record the
+/// creator's `Update` in managedFields (an apply has recorded its own entry already).
+pub(super) async fn create_object(
+    ctx: &Ctx<'_>,
+    mut object: Value,
+    name: String,
+    warnings: &[String],
+    track: bool,
+) -> ApiResult {
     validate_name(ctx, &name)?;
     check_namespace_admits(ctx, &name).await?;
     prepare_for_create(ctx, &mut object);
     validate_kind(ctx, &name, &object)?;
+    if track {
+        managed_fields::record_update(ctx, None, &mut object).await?;
+    }
 
     let lease = ctx.state.lease_for(&ctx.resource).await.map_err(store_error)?;
     let key = ctx.key(&name);
@@ -269,7 +286,7 @@ pub async fn create(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
         let mut candidate = object.clone();
         let claims = allocate::plan_create(ctx, &mut candidate)?;
         if ctx.params.dry_run {
-            return Ok(with_warnings(json_response(StatusCode::CREATED, &candidate), &warnings));
+            return Ok(with_warnings(json_response(StatusCode::CREATED, &candidate), warnings));
         }
         // The object and everything it claims are written together, or not at all.
         let mut compares = vec![Compare::absent(key.clone())];
@@ -287,7 +304,7 @@ pub async fn create(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
             .map_err(store_error)?;
         if resp.succeeded {
             object::set_resource_version(&mut candidate, resp.header_revision);
-            return Ok(with_warnings(json_response(StatusCode::CREATED, &candidate), &warnings));
+            return Ok(with_warnings(json_response(StatusCode::CREATED, &candidate), warnings));
         }
         let present: Vec<bool> = resp
             .responses
@@ -375,11 +392,32 @@ pub(super) async fn write_update(
     kv: &KeyValue,
     new: Value,
 ) -> ApiResult<Option<Value>> {
+    write_tracked(ctx, kv, new, true).await
+}
+
+/// [`write_update`] of an object whose managedFields an apply has already computed.
+pub(super) async fn write_applied(
+    ctx: &Ctx<'_>,
+    kv: &KeyValue,
+    new: Value,
+) -> ApiResult<Option<Value>> {
+    write_tracked(ctx, kv, new, false).await
+}
+
+async fn write_tracked(
+    ctx: &Ctx<'_>,
+    kv: &KeyValue,
+    new: Value,
+    track: bool,
+) -> ApiResult<Option<Value>> {
     let old = decode(kv)?;
     let mut merged = merge_for_update(ctx, &old, new);
     super::defaults::normalize(ctx.resource.group, ctx.resource.kind, &mut merged);
     if ctx.req.subresource.is_none() {
         validate_kind(ctx, meta_str(&merged, "name").unwrap_or_default(), &merged)?;
+    }
+    if track {
+        managed_fields::record_update(ctx, Some(&old), &mut merged).await?;
     }
     let plan = allocate::plan_update(ctx, &old, &mut merged)?;
     write_merged(ctx, kv, &old, merged, plan).await
@@ -558,7 +596,7 @@ pub(super) fn read_patch(ctx: &Ctx<'_>, body: &Bytes) -> ApiResult<(&'static str
         _ => {
             return Err(Status::unsupported_media_type(
                 &ct,
-                &[JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH],
+                &[JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, APPLY_PATCH],
             ));
         }
     };
@@ -600,6 +638,9 @@ pub(super) fn apply_patch(patch_kind: &str, target: &mut Value, patch: &Value) -
 }
 
 pub async fn patch(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
+    if content_type(ctx) == APPLY_PATCH {
+        return super::apply::apply(ctx, body).await;
+    }
     let (patch_kind, patch) = read_patch(ctx, &body)?;
     let name = ctx.name();
     for _ in 0..MAX_RETRIES {
