@@ -50,7 +50,7 @@ fn outward_ip() -> std::net::IpAddr {
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create --data-dir {}", args.data_dir.display()))?;
-    let client = crate::server::kube_client(&args.kubeconfig).await?;
+    let client = crate::server::kube_client(&args.kubeconfig, "kubelet").await?;
     let name = match args.node_name {
         Some(n) => n,
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -24,7 +24,7 @@ pub struct HollowArgs {
 }
 
 pub async fn run(args: HollowArgs) -> anyhow::Result<()> {
-    let client = crate::server::kube_client(&args.kubeconfig).await?;
+    let client = crate::server::kube_client(&args.kubeconfig, "kubelet").await?;
     let nodes: Vec<krust_kubelet::NodeConfig> = (0..args.nodes)
         .map(|i| {
             let name = format!("{}{i}", args.name_prefix);

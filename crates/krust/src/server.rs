@@ -140,7 +140,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // The scheduler is a client of the API like any other, over HTTPS with the admin identity.
     let token = shutdown.clone();
     tasks.spawn(async move {
-        let client = kube_client(&kubeconfig).await?;
+        let client = kube_client(&kubeconfig, "kube-scheduler").await?;
         krust_scheduler::run(client, krust_scheduler::Config::default(), token)
             .await
             .context("scheduler")
@@ -156,7 +156,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let token = shutdown.clone();
     let kubeconfig = apiserver_kubeconfig;
     tasks.spawn(async move {
-        let client = kube_client(&kubeconfig).await?;
+        let client = kube_client(&kubeconfig, "kube-controller-manager").await?;
         krust_controllers::run(client, controllers, token).await.context("controller manager")
     });
 
@@ -179,14 +179,30 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A kube client for the in-process components, from the admin kubeconfig the API server wrote.
-pub async fn kube_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
+/// A kube client for a component (`component` names it in its User-Agent, upstream's form:
+/// `kube-scheduler/v1.35.0 (linux/amd64) kubernetes/krust`, so that the API server's default
+/// field manager is the component's name), from a kubeconfig.
+pub async fn kube_client(
+    kubeconfig: &std::path::Path,
+    component: &str,
+) -> anyhow::Result<kube::Client> {
     let file = kube::config::Kubeconfig::read_from(kubeconfig)
         .with_context(|| format!("cannot read {}", kubeconfig.display()))?;
     let config =
         kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
             .await
             .context("invalid admin kubeconfig")?;
+    let mut config = config;
+    // `git_version` is `v1.35.0+krust...`: upstream's UA carries the plain version.
+    let agent = format!(
+        "{component}/{} ({}/{}) kubernetes/krust",
+        krust_apiserver::VersionInfo::current().git_version,
+        std::env::consts::OS,
+        if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH }
+    );
+    if let Ok(value) = http::HeaderValue::from_str(&agent) {
+        config.headers.push((http::header::USER_AGENT, value));
+    }
     kube::Client::try_from(config).context("cannot build the API client")
 }
 

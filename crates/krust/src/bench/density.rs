@@ -175,7 +175,7 @@ impl HollowCluster {
         let network = ["--cluster-cidr", "100.64.0.0/10", "--node-cidr-mask-size", "25"];
         let server = super::spawn::spawn_server(Duration::from_secs(30), &network).await?;
         let server_pid = server.child.id().context("server pid")?;
-        let client = crate::server::kube_client(&server.kubeconfig).await?;
+        let client = crate::server::kube_client(&server.kubeconfig, "krust-bench").await?;
         let started = Instant::now();
         let mut hollow = tokio::process::Command::new(std::env::current_exe()?)
             .arg("hollow")

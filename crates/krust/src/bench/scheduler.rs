@@ -101,7 +101,7 @@ fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
 
 async fn run_basic(nodes: usize, pods: usize, timeout: Duration) -> anyhow::Result<RunReport> {
     let server = start_server().await?;
-    let client = crate::server::kube_client(&server.kubeconfig).await?;
+    let client = crate::server::kube_client(&server.kubeconfig, "krust-bench").await?;
     let fill = Instant::now();
     create_all(&Api::<Node>::all(client.clone()), (0..nodes).map(node).collect::<Result<_, _>>()?)
         .await?;
