@@ -27,6 +27,12 @@ PACKAGES=(
     build-essential     # cc, make: for crates with C code (e.g. bundled sqlite)
     pkg-config
     ca-certificates
+    # Real nodes (krust agent): the container runtime, the pod network, the node images.
+    containerd          # containerd 1.6 with its CRI plugin, and ctr (image import)
+    runc
+    containernetworking-plugins  # CNI bridge, host-local, portmap, loopback in /usr/lib/cni
+    iptables            # the bridge plugin's masquerading, portmap's hostPort rules
+    busybox-static      # scripts/images.sh: the busybox image
 )
 # -------------------------------------------------------------------------------
 
@@ -68,6 +74,7 @@ summary() {
     log "protoc:  $(version_of protoc --version)"
     log "etcd:    $(version_of etcd --version)"
     log "etcdctl: $(version_of env ETCDCTL_API=3 etcdctl version)"
+    log "containerd: $(version_of containerd --version)"
 }
 
 if [ "${#missing[@]}" -eq 0 ]; then

@@ -1,6 +1,8 @@
 //! `krust agent`: the node — a kubelet that registers this machine as a Node and runs the pods
-//! bound to it, plus its static pods. The container runtime is the fake one until the CRI
-//! runtime (containerd) lands; pods then run for real.
+//! bound to it, plus its static pods, on containerd through CRI: its own containerd (started
+//! with a generated configuration under `--data-dir`, images imported from `--images-dir`)
+//! unless `--container-runtime-endpoint` names one. `--container-runtime fake` runs pods on
+//! the fake runtime instead (nothing runs; for tests).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,13 +31,32 @@ pub struct AgentArgs {
     /// How often the manifest directory is read (Go-style duration).
     #[arg(long, default_value = "20s", value_parser = crate::server::parse_duration)]
     file_check_frequency: Duration,
-    /// The container runtime. Only `fake` (containers that run nothing) exists so far.
-    #[arg(long, value_enum, default_value_t = RuntimeKind::Fake)]
+    /// The container runtime: `remote` (a CRI runtime: containerd) or `fake` (containers
+    /// that run nothing, for tests).
+    #[arg(long, value_enum, default_value_t = RuntimeKind::Remote)]
     container_runtime: RuntimeKind,
+    /// The CRI runtime's socket (`unix:///run/containerd/containerd.sock`); by default the
+    /// agent starts its own containerd under `--data-dir`.
+    #[arg(long)]
+    container_runtime_endpoint: Option<String>,
+    /// OCI image archives (`*.tar`, as `scripts/images.sh` builds them) imported into the
+    /// runtime at start [default: <data-dir>/images].
+    #[arg(long)]
+    images_dir: Option<PathBuf>,
+    /// Where the CNI plugins are.
+    #[arg(long, default_value = "/usr/lib/cni")]
+    cni_bin_dir: PathBuf,
+    /// Where containers' log files go.
+    #[arg(long, default_value = "/var/log/pods")]
+    pod_logs_dir: PathBuf,
+    /// The cgroup pods' cgroups are created under (cgroupfs driver).
+    #[arg(long, default_value = "/")]
+    cgroup_root: String,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum RuntimeKind {
+    Remote,
     Fake,
 }
 
@@ -51,7 +72,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create --data-dir {}", args.data_dir.display()))?;
     let client = crate::server::kube_client(&args.kubeconfig, "kubelet").await?;
-    let name = match args.node_name {
+    let name = match args.node_name.clone() {
         Some(n) => n,
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")
             .context("cannot read the host name; pass --node-name")?
@@ -59,8 +80,14 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             .to_lowercase(),
     };
     let ip = args.node_ip.unwrap_or_else(outward_ip);
+    let mut containerd = None;
     let runtime: Arc<dyn krust_kubelet::Runtime> = match args.container_runtime {
         RuntimeKind::Fake => Arc::new(krust_kubelet::fake::FakeRuntime::new()),
+        RuntimeKind::Remote => {
+            let (runtime, started) = cri_runtime(&args).await?;
+            containerd = started;
+            Arc::new(runtime)
+        }
     };
     let config =
         krust_kubelet::NodeConfig::from_machine(&name, &ip.to_string(), &runtime.version());
@@ -90,5 +117,50 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     while let Some(done) = tasks.join_next().await {
         done.context("the kubelet panicked")??;
     }
+    if let Some(containerd) = containerd {
+        containerd.stop().await;
+    }
     Ok(())
+}
+
+/// Connects to the CRI runtime: the one `--container-runtime-endpoint` names, or a containerd
+/// of our own (returned, to be stopped with the agent) with the images of `--images-dir`.
+async fn cri_runtime(
+    args: &AgentArgs,
+) -> anyhow::Result<(krust_kubelet::cri::CriRuntime, Option<krust_kubelet::containerd::Containerd>)>
+{
+    use krust_kubelet::containerd::{self, Layout};
+    let layout = Layout::new(&args.data_dir, args.cni_bin_dir.clone());
+    let options = |cni_conf_dir| krust_kubelet::cri::CriOptions {
+        cni_conf_dir,
+        cni_ipam_dir: layout.cni_ipam_dir(),
+        pod_logs_dir: args.pod_logs_dir.clone(),
+        cgroup_root: args.cgroup_root.clone(),
+    };
+    if let Some(endpoint) = &args.container_runtime_endpoint {
+        let socket = PathBuf::from(endpoint.trim_start_matches("unix://"));
+        let runtime = krust_kubelet::cri::CriRuntime::connect(
+            &socket,
+            options(None),
+            Duration::from_secs(30),
+        )
+        .await?;
+        return Ok((runtime, None));
+    }
+    let started = containerd::Containerd::start(&layout)
+        .with_context(|| format!("cannot start containerd in {}", layout.dir.display()))?;
+    tracing::info!(pid = ?started.id(), socket = %layout.socket().display(), "containerd started");
+    let runtime = krust_kubelet::cri::CriRuntime::connect(
+        &layout.socket(),
+        options(Some(layout.cni_conf_dir())),
+        Duration::from_secs(60),
+    )
+    .await
+    .with_context(|| format!("see {}", layout.dir.join("containerd.log").display()))?;
+    let images = args.images_dir.clone().unwrap_or_else(|| args.data_dir.join("images"));
+    let imported = containerd::import_images(&layout.socket(), &images)
+        .await
+        .with_context(|| format!("cannot import the images of {}", images.display()))?;
+    tracing::info!(dir = %images.display(), archives = imported.len(), "images imported");
+    Ok((runtime, Some(started)))
 }

@@ -1,12 +1,16 @@
 //! The kubelet: the node agent that registers its Node, keeps it alive with Lease heartbeats,
-//! runs the pods bound to it through a [`Runtime`] (CRI for real nodes — next issue — or the
-//! [`fake::FakeRuntime`] for hollow nodes) and reports their status.
+//! runs the pods bound to it through a [`Runtime`] ([`cri::CriRuntime`] on containerd for real
+//! nodes, [`fake::FakeRuntime`] for hollow nodes) and reports their status.
 //!
 //! It is a client of the Kubernetes API and nothing else. [`host::run`] runs one kubelet (the
 //! agent) or thousands (hollow nodes, `krust hollow`) in one process over shared watches.
 
+pub mod cgroups;
+pub mod containerd;
+pub mod cri;
 pub mod fake;
 pub mod host;
+mod netprobe;
 pub mod node;
 mod pod;
 pub mod probes;

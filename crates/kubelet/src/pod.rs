@@ -5,11 +5,12 @@
 //! being deleted is stopped (its grace period passed to the runtime) and then deleted with
 //! grace 0, which removes it from the API.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use krust_events::{EventRecorder, EventType};
 use kube::ResourceExt as _;
@@ -19,8 +20,8 @@ use tokio::sync::watch;
 
 use crate::probes::{ProbeKind, Prober, Verdict};
 use crate::runtime::{
-    ContainerConfig, ContainerState, ContainerStatus, ProbeRequest, ProbeResult, Runtime,
-    RuntimeError, SandboxConfig,
+    ContainerConfig, ContainerState, ContainerStatus, PortMapping, ProbeRequest, ProbeResult,
+    Resources, Runtime, RuntimeError, SandboxConfig,
 };
 
 /// Upstream's CrashLoopBackOff: 10 s doubling to 5 min, forgotten after 10 min of running.
@@ -107,7 +108,12 @@ pub async fn run(node: Arc<NodeHandle>, mut updates: watch::Receiver<Option<Arc<
             let _ = updates.wait_for(Option::is_none).await;
             return;
         }
-        let wake = sync(&node, &pod, &mut state).await;
+        let mut wake = sync(&node, &pod, &mut state).await;
+        if let Some(period) = node.runtime.relist_period()
+            && state.sandbox.is_some()
+        {
+            wake = Some(wake.map_or(period, |w| w.min(period)));
+        }
         let changed = match wake {
             Some(after) => tokio::select! {
                 c = updates.changed() => c,
@@ -141,7 +147,45 @@ fn container_config(pod: &Pod, c: &Container, attempt: i32) -> ContainerConfig {
         working_dir: c.working_dir.clone(),
         attempt: u32::try_from(attempt).unwrap_or(0),
         pod_annotations: pod.metadata.annotations.clone().unwrap_or_default(),
+        resources: resources(c),
     }
+}
+
+/// The container's CPU and memory figures (a quantity that does not parse counts as unset;
+/// validation rejects such pods).
+fn resources(c: &Container) -> Resources {
+    let get = |list: Option<&BTreeMap<String, Quantity>>, name: &str| {
+        list.and_then(|l| l.get(name)).and_then(|q| krust_api::quantity::parse(&q.0).ok())
+    };
+    let r = c.resources.as_ref();
+    let requests = r.and_then(|r| r.requests.as_ref());
+    let limits = r.and_then(|r| r.limits.as_ref());
+    let cpu_limit = get(limits, "cpu").map(|q| q.milli_value());
+    Resources {
+        // As upstream: a limit without a request requests the limit.
+        cpu_request_milli: get(requests, "cpu").map(|q| q.milli_value()).or(cpu_limit).unwrap_or(0),
+        cpu_limit_milli: cpu_limit,
+        memory_limit_bytes: get(limits, "memory").map(|q| q.value()),
+    }
+}
+
+/// The pod's `hostPort`s.
+fn port_mappings(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<PortMapping> {
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let host_port = p.host_port.filter(|h| *h > 0)?;
+            Some(PortMapping {
+                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                container_port: p.container_port,
+                host_port,
+                host_ip: p.host_ip.clone().unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 /// One pass over the pod; returns when to look again (backoff expiry), if ever on its own.
@@ -165,6 +209,7 @@ async fn sync(node: &NodeHandle, pod: &Pod, state: &mut PodState) -> Option<Dura
             labels: pod.labels().clone(),
             annotations: pod.annotations().clone(),
             host_network: spec.host_network == Some(true),
+            port_mappings: port_mappings(&spec),
         };
         match node.runtime.run_pod_sandbox(&config).await {
             Ok(sandbox) => {
@@ -397,6 +442,7 @@ async fn run_probes(
                 container_id: &id,
                 probe: &prober.probe,
                 pod_ips: &state.ips,
+                container_ports: c.ports.as_deref().unwrap_or_default(),
                 timeout: prober.timeout(),
                 pod_annotations: &annotations,
             };
@@ -701,9 +747,11 @@ async fn build_status(
         status["podIP"] = json!(ip);
         status["podIPs"] = json!(state.ips.iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>());
     }
-    if let Some(e) = &state.sandbox_error {
-        status["message"] = json!(format!("Failed to create pod sandbox: {e}"));
-    }
+    // Null clears a message an earlier status posted (the status is a merge patch).
+    status["message"] = match &state.sandbox_error {
+        Some(e) => json!(format!("Failed to create pod sandbox: {e}")),
+        None => Value::Null,
+    };
     status
 }
 

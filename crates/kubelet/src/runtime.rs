@@ -37,6 +37,29 @@ pub struct SandboxConfig {
     pub annotations: BTreeMap<String, String>,
     /// The pod uses the node's network (no IP of its own).
     pub host_network: bool,
+    /// The containers' `hostPort`s, published on the node.
+    pub port_mappings: Vec<PortMapping>,
+}
+
+/// A container port published on the node (`hostPort`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortMapping {
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: String,
+    pub container_port: i32,
+    pub host_port: i32,
+    pub host_ip: String,
+}
+
+/// A container's compute resources, as the runtime enforces them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// `requests.cpu` in millicores (the CPU share).
+    pub cpu_request_milli: i64,
+    /// `limits.cpu` in millicores (the CFS quota).
+    pub cpu_limit_milli: Option<i64>,
+    /// `limits.memory` in bytes.
+    pub memory_limit_bytes: Option<i64>,
 }
 
 /// A sandbox as the runtime reports it.
@@ -61,6 +84,7 @@ pub struct ContainerConfig {
     pub attempt: u32,
     /// The pod's annotations (the fake runtime reads its script from them).
     pub pod_annotations: BTreeMap<String, String>,
+    pub resources: Resources,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +122,8 @@ pub struct ProbeRequest<'a> {
     /// The action: exec, httpGet, tcpSocket or grpc.
     pub probe: &'a k8s_openapi::api::core::v1::Probe,
     pub pod_ips: &'a [String],
+    /// The container's ports (probes may name one).
+    pub container_ports: &'a [k8s_openapi::api::core::v1::ContainerPort],
     pub timeout: Duration,
     pub pod_annotations: &'a BTreeMap<String, String>,
 }
@@ -114,6 +140,13 @@ pub enum ProbeResult {
 pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
     /// `<name>://<version>`, as `status.nodeInfo.containerRuntimeVersion` shows it.
     fn version(&self) -> String;
+
+    /// How often a pod's containers are looked at again while they run, to notice exits the
+    /// runtime does not announce (upstream's PLEG relist). `None`: the runtime's containers
+    /// change only when the kubelet acts.
+    fn relist_period(&self) -> Option<Duration> {
+        None
+    }
 
     /// The node's pod range changed (CRI's `UpdateRuntimeConfig`): sandboxes take their
     /// addresses from it.

@@ -5,6 +5,7 @@
 //! The server is killed when its [`KrustServer`] is dropped, also when a test panics.
 
 mod https;
+pub mod node;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -250,6 +251,7 @@ impl NodeProcess {
             .arg("--kubeconfig")
             .arg(server.kubeconfig())
             .args(["--node-name", node, "--node-ip", "127.0.0.1", "--file-check-frequency", "1s"])
+            .args(["--container-runtime", "fake"])
             .arg("--data-dir")
             .arg(server.data_dir().join("agent"))
             .arg("--pod-manifest-path")

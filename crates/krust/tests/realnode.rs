@@ -1,0 +1,226 @@
+//! A real node: `krust agent` running pods on containerd + runc with the CNI bridge, in a
+//! network namespace of the test's own, driven with real kubectl. A Deployment of busybox
+//! httpd behind a Service: pods Running with addresses from the node's pod range, reached
+//! from the node, listed in the Service's endpoints once their readiness probe passes; init
+//! containers in order; a failing liveness probe restarts its container; `kill -9` of a
+//! container's process restarts it; `hostPort` published on the node; deleting pods stops
+//! their processes. Runs as root (CI does).
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use krust_testsupport::KrustServer;
+use krust_testsupport::node::{NetNs, RealNode};
+use serde_json::{Value, json};
+
+const KUBECTL: &str = "1.33";
+const DEADLINE: Duration = Duration::from_secs(90);
+
+fn kubectl(server: &KrustServer, args: &[&str]) -> String {
+    server.kubectl(KUBECTL).args(args).run().expect("kubectl")
+}
+
+/// One HTTP/1.0 GET from the node; the response body.
+fn http_get(address: &str) -> std::io::Result<String> {
+    let mut stream =
+        TcpStream::connect_timeout(&address.parse().expect("address"), Duration::from_secs(3))?;
+    stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned())
+}
+
+fn container_status<'a>(pod: &'a Value, name: &str) -> &'a Value {
+    pod["status"]["containerStatuses"]
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["name"] == name))
+        .unwrap_or(&Value::Null)
+}
+
+fn web_deployment() -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 5,
+                    "containers": [{
+                        "name": "httpd",
+                        "image": "busybox",
+                        "command": ["sh", "-c",
+                            "mkdir -p /www && echo \"hello from $(hostname)\" > /www/index.html && exec httpd -f -p 8080 -h /www"],
+                        "ports": [{"name": "http", "containerPort": 8080}],
+                        "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+                        "resources": {"limits": {"cpu": "200m", "memory": "64Mi"}}
+                    }]
+                }
+            }
+        }
+    })
+}
+
+#[test]
+#[ignore = "end-to-end: real containerd, runc and CNI as root"]
+fn pods_run_for_real_on_containerd() {
+    let _ns = NetNs::enter().expect("network namespace (root needed)");
+    let server = KrustServer::start(env!("CARGO_BIN_EXE_krust"), &[]).expect("server starts");
+    let node = RealNode::start(env!("CARGO_BIN_EXE_krust"), &server, "node-1").expect("agent");
+    let node_ready = server.wait_for(DEADLINE, "node-1 Ready with a pod CIDR", || {
+        let n = server.get_json(KUBECTL, &["get", "node", "node-1"]).ok()?;
+        let ready = n["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        (ready && n["spec"]["podCIDR"].is_string()).then_some(n)
+    });
+    assert!(
+        node_ready["status"]["nodeInfo"]["containerRuntimeVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("containerd://")),
+        "{node_ready}\n{}",
+        node.log()
+    );
+    let cidr = node_ready["spec"]["podCIDR"].as_str().expect("podCIDR").to_owned();
+    let prefix = cidr.rsplit_once('.').expect("ipv4 cidr").0.to_owned();
+
+    // A Deployment of two web servers behind a Service.
+    server.create(KUBECTL, &web_deployment()).expect("deployment");
+    server
+        .create(
+            KUBECTL,
+            &json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "web", "namespace": "default"},
+                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]}
+            }),
+        )
+        .expect("service");
+    let pods = server.wait_for(DEADLINE, "two web pods Running and Ready", || {
+        let pods = server.live_pods(KUBECTL, "app=web");
+        let ready = pods
+            .iter()
+            .filter(|p| {
+                p["status"]["phase"] == "Running"
+                    && container_status(p, "httpd")["ready"] == true
+                    && p["status"]["podIP"].is_string()
+            })
+            .count();
+        (ready == 2).then_some(pods)
+    });
+    for pod in &pods {
+        let ip = pod["status"]["podIP"].as_str().expect("podIP");
+        assert!(ip.starts_with(&format!("{prefix}.")), "{ip} not in {cidr}");
+        let status = container_status(pod, "httpd");
+        assert!(status["containerID"].as_str().is_some_and(|id| id.starts_with("containerd://")));
+        assert!(status["imageID"].as_str().is_some_and(|id| id.starts_with("sha256:")), "{status}");
+        // The node reaches the pod at its address; the page names the pod (its hostname).
+        let name = pod["metadata"]["name"].as_str().expect("name");
+        let body = http_get(&format!("{ip}:8080")).expect("the node reaches the pod");
+        assert_eq!(body.trim(), format!("hello from {name}"));
+    }
+    let mut ips: Vec<String> =
+        pods.iter().filter_map(|p| p["status"]["podIP"].as_str().map(str::to_owned)).collect();
+    ips.sort();
+    server.wait_for(DEADLINE, "the Service's endpoints list both pods", || {
+        let ep = server.get_json(KUBECTL, &["get", "endpoints", "web"]).ok()?;
+        let mut listed: Vec<String> = ep["subsets"][0]["addresses"]
+            .as_array()?
+            .iter()
+            .filter_map(|a| a["ip"].as_str().map(str::to_owned))
+            .collect();
+        listed.sort();
+        (listed == ips && ep["subsets"][0]["ports"][0]["port"] == 8080).then_some(())
+    });
+
+    // Init containers in order, then a container whose liveness probe starts failing, with a
+    // hostPort.
+    server
+        .create(
+            KUBECTL,
+            &json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "lively", "namespace": "default"},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "initContainers": [
+                        {"name": "first", "image": "busybox", "command": ["sleep", "1"]},
+                        {"name": "second", "image": "busybox", "command": ["true"]}
+                    ],
+                    "containers": [{
+                        "name": "main",
+                        "image": "busybox",
+                        "command": ["sh", "-c",
+                            "touch /tmp/healthy; (sleep 4; rm /tmp/healthy) & exec httpd -f -p 8081 -h /tmp"],
+                        "ports": [{"containerPort": 8081, "hostPort": 18081}],
+                        "livenessProbe": {"exec": {"command": ["cat", "/tmp/healthy"]},
+                                          "periodSeconds": 1, "failureThreshold": 2}
+                    }]
+                }
+            }),
+        )
+        .expect("pod");
+    let restarted = server.wait_for(DEADLINE, "the liveness probe to restart `main`", || {
+        let pod = server.get_json(KUBECTL, &["get", "pod", "lively"]).ok()?;
+        (container_status(&pod, "main")["restartCount"].as_i64()? >= 1).then_some(pod)
+    });
+    let inits = restarted["status"]["initContainerStatuses"].as_array().expect("init statuses");
+    let finished = |i: usize| inits[i]["state"]["terminated"].clone();
+    assert_eq!(finished(0)["exitCode"], 0, "{restarted}");
+    assert_eq!(finished(1)["exitCode"], 0, "{restarted}");
+    assert!(
+        finished(0)["finishedAt"].as_str() <= finished(1)["startedAt"].as_str(),
+        "init containers ran out of order: {restarted}"
+    );
+    let events =
+        kubectl(&server, &["get", "events", "--field-selector", "involvedObject.name=lively"]);
+    assert!(events.contains("Liveness probe failed"), "{events}");
+    // The hostPort answers on the node's address while the container runs.
+    server.wait_for(DEADLINE, "hostPort 18081 on the node", || {
+        http_get("127.0.0.1:18081").ok().map(|_| ())
+    });
+
+    // kill -9 of a container's process: the kubelet restarts it (exit code 137).
+    server
+        .create(
+            KUBECTL,
+            &json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "victim", "namespace": "default"},
+                "spec": {"terminationGracePeriodSeconds": 1,
+                         "containers": [{"name": "sleeper", "image": "busybox", "command": ["sleep", "3601"]}]}
+            }),
+        )
+        .expect("pod");
+    let pid = server.wait_for(DEADLINE, "the sleeper's process", || {
+        node.pod_processes().into_iter().find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\x003601\x00")
+        })
+    });
+    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().expect("kill");
+    let victim = server.wait_for(DEADLINE, "the killed container restarted", || {
+        let pod = server.get_json(KUBECTL, &["get", "pod", "victim"]).ok()?;
+        let status = container_status(&pod, "sleeper");
+        (status["restartCount"].as_i64()? >= 1 && status["state"]["running"].is_object())
+            .then_some(pod)
+    });
+    let last = &container_status(&victim, "sleeper")["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 137, "{victim}");
+
+    // Deleting the pods stops their processes and frees their addresses.
+    kubectl(&server, &["delete", "deployment", "web"]);
+    kubectl(&server, &["delete", "pod", "lively", "victim", "--wait=false"]);
+    server.wait_for(DEADLINE, "every pod gone from the API", || {
+        let list = server.get_json(KUBECTL, &["get", "pods"]).ok()?;
+        list["items"].as_array()?.is_empty().then_some(())
+    });
+    server.wait_for(DEADLINE, "every pod process gone from the node", || {
+        node.pod_processes().is_empty().then_some(())
+    });
+    assert!(http_get(&format!("{}:8080", ips[0])).is_err(), "a deleted pod still answers");
+}

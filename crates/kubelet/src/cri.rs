@@ -1,0 +1,534 @@
+//! The real runtime: a CRI v1 client (RuntimeService + ImageService over gRPC on a Unix
+//! socket), as upstream's `kuberuntime` drives containerd. Pods get the node's pod network
+//! from CNI: [`CriRuntime::update_pod_cidr`] writes the bridge configuration the runtime's CNI
+//! plugin reads.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1 as cri;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_openapi::jiff::Timestamp;
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::runtime::{
+    ContainerConfig, ContainerState, ContainerStatus, ProbeRequest, ProbeResult, Runtime,
+    RuntimeError, RuntimeResult, SandboxConfig, SandboxStatus,
+};
+
+/// The labels upstream's kubelet puts on sandboxes and containers (and finds them by).
+pub const POD_NAME_LABEL: &str = "io.kubernetes.pod.name";
+pub const POD_NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
+pub const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
+pub const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
+
+/// How the kubelet lays out what the runtime needs from it.
+#[derive(Debug, Clone)]
+pub struct CriOptions {
+    /// Where the CNI network configuration goes (the runtime's CNI `conf_dir`); `None` when
+    /// something else configures the pod network.
+    pub cni_conf_dir: Option<PathBuf>,
+    /// host-local IPAM's state (allocated addresses).
+    pub cni_ipam_dir: PathBuf,
+    /// Containers' log files: `<dir>/<namespace>_<pod>_<uid>/<container>/<restarts>.log`.
+    pub pod_logs_dir: PathBuf,
+    /// The cgroup every pod's cgroup is created under (`--cgroup-root`).
+    pub cgroup_root: String,
+}
+
+/// One node's CRI runtime.
+#[derive(Debug)]
+pub struct CriRuntime {
+    runtime: RuntimeServiceClient<Channel>,
+    images: ImageServiceClient<Channel>,
+    version: String,
+    options: CriOptions,
+    /// Each sandbox's config: CRI wants it again with every container created in it.
+    sandboxes: Mutex<HashMap<String, cri::PodSandboxConfig>>,
+}
+
+fn failed(status: tonic::Status) -> RuntimeError {
+    if status.code() == tonic::Code::NotFound {
+        RuntimeError::NotFound(status.message().to_owned())
+    } else {
+        RuntimeError::Failed(status.message().to_owned())
+    }
+}
+
+/// A gRPC channel to the runtime's Unix socket.
+async fn channel(socket: &Path) -> Result<Channel, tonic::transport::Error> {
+    let socket = socket.to_owned();
+    // The URI is required but unused: the connector dials the socket.
+    Endpoint::from_static("http://[::]:0")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let socket = socket.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(socket).await?)) }
+        }))
+        .await
+}
+
+fn ns_time(nanos: i64) -> Option<Timestamp> {
+    (nanos > 0).then(|| Timestamp::from_nanosecond(i128::from(nanos)).ok()).flatten()
+}
+
+impl CriRuntime {
+    /// Connects to the runtime at `socket`, waiting up to `wait` for it to answer.
+    pub async fn connect(
+        socket: &Path,
+        options: CriOptions,
+        wait: Duration,
+    ) -> RuntimeResult<Self> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let last = match Self::try_connect(socket).await {
+                Ok((runtime, version)) => {
+                    let images = ImageServiceClient::new(runtime.clone());
+                    std::fs::create_dir_all(&options.pod_logs_dir).map_err(|e| {
+                        RuntimeError::Failed(format!(
+                            "cannot create {}: {e}",
+                            options.pod_logs_dir.display()
+                        ))
+                    })?;
+                    return Ok(Self {
+                        runtime: RuntimeServiceClient::new(runtime),
+                        images,
+                        version,
+                        options,
+                        sandboxes: Mutex::default(),
+                    });
+                }
+                Err(e) => e,
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RuntimeError::Failed(format!(
+                    "the container runtime at {} does not answer: {last}",
+                    socket.display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn try_connect(socket: &Path) -> Result<(Channel, String), String> {
+        let channel = channel(socket).await.map_err(|e| format!("{e:?}"))?;
+        let version = RuntimeServiceClient::new(channel.clone())
+            .version(cri::VersionRequest { version: "v1".into() })
+            .await
+            .map_err(|e| e.message().to_owned())?
+            .into_inner();
+        Ok((channel, format!("{}://{}", version.runtime_name, version.runtime_version)))
+    }
+
+    fn rt(&self) -> RuntimeServiceClient<Channel> {
+        self.runtime.clone()
+    }
+
+    fn sandbox_config(&self, id: &str) -> Option<cri::PodSandboxConfig> {
+        self.sandboxes.lock().unwrap_or_else(PoisonError::into_inner).get(id).cloned()
+    }
+
+    /// The CNI network of the node's pods: a `cni0` bridge with the pod range, masquerading
+    /// outbound traffic, `hostPort`s through portmap.
+    fn cni_config(&self, cidr: &str) -> serde_json::Value {
+        serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": "krust",
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": "cni0",
+                    "isGateway": true,
+                    "ipMasq": true,
+                    "hairpinMode": true,
+                    "ipam": {
+                        "type": "host-local",
+                        "ranges": [[{"subnet": cidr}]],
+                        "routes": [{"dst": "0.0.0.0/0"}],
+                        "dataDir": self.options.cni_ipam_dir,
+                    }
+                },
+                {"type": "portmap", "capabilities": {"portMappings": true}}
+            ]
+        })
+    }
+}
+
+/// The container's runtime state in CRI's terms, as the kubelet reports it.
+fn container_state(s: &cri::ContainerStatus) -> ContainerState {
+    match cri::ContainerState::try_from(s.state) {
+        Ok(cri::ContainerState::ContainerRunning) => ContainerState::Running {
+            started_at: ns_time(s.started_at).unwrap_or_else(Timestamp::now),
+        },
+        Ok(cri::ContainerState::ContainerExited) => ContainerState::Exited {
+            started_at: ns_time(s.started_at),
+            finished_at: ns_time(s.finished_at).unwrap_or_else(Timestamp::now),
+            exit_code: s.exit_code,
+            reason: if s.reason.is_empty() {
+                if s.exit_code == 0 { "Completed".into() } else { "Error".into() }
+            } else {
+                s.reason.clone()
+            },
+            message: (!s.message.is_empty()).then(|| s.message.clone()),
+        },
+        Ok(cri::ContainerState::ContainerUnknown) => ContainerState::Exited {
+            started_at: ns_time(s.started_at),
+            finished_at: ns_time(s.finished_at).unwrap_or_else(Timestamp::now),
+            exit_code: 255,
+            reason: "Unknown".into(),
+            message: Some("The container's state cannot be determined".into()),
+        },
+        _ => ContainerState::Created,
+    }
+}
+
+#[async_trait::async_trait]
+impl Runtime for CriRuntime {
+    fn version(&self) -> String {
+        self.version.clone()
+    }
+
+    fn relist_period(&self) -> Option<Duration> {
+        Some(Duration::from_secs(1))
+    }
+
+    async fn update_pod_cidr(&self, cidr: &str) -> RuntimeResult<()> {
+        let _ = self
+            .rt()
+            .update_runtime_config(cri::UpdateRuntimeConfigRequest {
+                runtime_config: Some(cri::RuntimeConfig {
+                    network_config: Some(cri::NetworkConfig { pod_cidr: cidr.to_owned() }),
+                }),
+            })
+            .await;
+        let Some(dir) = &self.options.cni_conf_dir else { return Ok(()) };
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(&self.options.cni_ipam_dir)?;
+            let path = dir.join("10-krust.conflist");
+            let tmp = dir.join(".10-krust.conflist.tmp");
+            let body =
+                serde_json::to_vec_pretty(&self.cni_config(cidr)).map_err(std::io::Error::other)?;
+            std::fs::write(&tmp, body)?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| {
+            RuntimeError::Failed(format!(
+                "cannot write the CNI configuration in {}: {e}",
+                dir.display()
+            ))
+        })
+    }
+
+    async fn pull_image(&self, image: &str) -> RuntimeResult<String> {
+        let spec = cri::ImageSpec { image: image.to_owned(), ..Default::default() };
+        let present = self
+            .images
+            .clone()
+            .image_status(cri::ImageStatusRequest { image: Some(spec.clone()), verbose: false })
+            .await
+            .map_err(failed)?
+            .into_inner()
+            .image;
+        if let Some(found) = present {
+            return Ok(found.id);
+        }
+        let pulled = self
+            .images
+            .clone()
+            .pull_image(cri::PullImageRequest {
+                image: Some(spec),
+                auth: None,
+                sandbox_config: None,
+            })
+            .await
+            .map_err(|s| RuntimeError::ImagePull(s.message().to_owned()))?;
+        Ok(pulled.into_inner().image_ref)
+    }
+
+    async fn run_pod_sandbox(&self, config: &SandboxConfig) -> RuntimeResult<SandboxStatus> {
+        let log_directory = self
+            .options
+            .pod_logs_dir
+            .join(format!("{}_{}_{}", config.namespace, config.name, config.uid));
+        std::fs::create_dir_all(&log_directory).map_err(|e| {
+            RuntimeError::Failed(format!("cannot create {}: {e}", log_directory.display()))
+        })?;
+        let mut labels = config.labels.clone().into_iter().collect::<HashMap<_, _>>();
+        labels.insert(POD_NAME_LABEL.into(), config.name.clone());
+        labels.insert(POD_NAMESPACE_LABEL.into(), config.namespace.clone());
+        labels.insert(POD_UID_LABEL.into(), config.uid.clone());
+        let namespace_mode = |host: bool| {
+            if host { cri::NamespaceMode::Node as i32 } else { cri::NamespaceMode::Pod as i32 }
+        };
+        let sandbox = cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: config.name.clone(),
+                uid: config.uid.clone(),
+                namespace: config.namespace.clone(),
+                attempt: config.attempt,
+            }),
+            hostname: if config.host_network { String::new() } else { config.hostname.clone() },
+            log_directory: log_directory.to_string_lossy().into_owned(),
+            dns_config: None,
+            port_mappings: config
+                .port_mappings
+                .iter()
+                .map(|p| cri::PortMapping {
+                    protocol: match p.protocol.as_str() {
+                        "UDP" => cri::Protocol::Udp as i32,
+                        "SCTP" => cri::Protocol::Sctp as i32,
+                        _ => cri::Protocol::Tcp as i32,
+                    },
+                    container_port: p.container_port,
+                    host_port: p.host_port,
+                    host_ip: p.host_ip.clone(),
+                })
+                .collect(),
+            labels,
+            annotations: config.annotations.clone().into_iter().collect(),
+            linux: Some(cri::LinuxPodSandboxConfig {
+                cgroup_parent: format!(
+                    "{}/kubepods/pod{}",
+                    self.options.cgroup_root.trim_end_matches('/'),
+                    config.uid
+                ),
+                security_context: Some(cri::LinuxSandboxSecurityContext {
+                    namespace_options: Some(cri::NamespaceOption {
+                        network: namespace_mode(config.host_network),
+                        pid: cri::NamespaceMode::Container as i32,
+                        ipc: cri::NamespaceMode::Pod as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            windows: None,
+        };
+        let id = self
+            .rt()
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(sandbox.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .map_err(failed)?
+            .into_inner()
+            .pod_sandbox_id;
+        self.sandboxes.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), sandbox);
+        let status = self
+            .rt()
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: id.clone(),
+                verbose: false,
+            })
+            .await
+            .map_err(failed)?
+            .into_inner()
+            .status
+            .ok_or_else(|| RuntimeError::Failed(format!("sandbox {id} has no status")))?;
+        let network = status.network.unwrap_or_default();
+        let ips = std::iter::once(network.ip)
+            .chain(network.additional_ips.into_iter().map(|p| p.ip))
+            .filter_map(|ip| ip.parse().ok())
+            .collect();
+        Ok(SandboxStatus {
+            id,
+            ips,
+            ready: status.state == cri::PodSandboxState::SandboxReady as i32,
+        })
+    }
+
+    async fn stop_pod_sandbox(&self, id: &str) -> RuntimeResult<()> {
+        self.rt()
+            .stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: id.to_owned() })
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    async fn remove_pod_sandbox(&self, id: &str) -> RuntimeResult<()> {
+        self.rt()
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id.to_owned() })
+            .await
+            .map_err(failed)?;
+        let config = self.sandboxes.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
+        // The pod's cgroup, empty now (upstream's pod cgroup manager removes it likewise).
+        if let Some(parent) = config.and_then(|c| c.linux).map(|l| l.cgroup_parent) {
+            crate::cgroups::remove(&parent);
+        }
+        Ok(())
+    }
+
+    async fn create_container(
+        &self,
+        sandbox: &str,
+        config: &ContainerConfig,
+    ) -> RuntimeResult<String> {
+        let sandbox_config = self
+            .sandbox_config(sandbox)
+            .ok_or_else(|| RuntimeError::NotFound(format!("sandbox {sandbox}")))?;
+        let pod_labels = sandbox_config.labels.clone();
+        let mut labels: HashMap<String, String> =
+            [POD_NAME_LABEL, POD_NAMESPACE_LABEL, POD_UID_LABEL]
+                .iter()
+                .filter_map(|k| pod_labels.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+                .collect();
+        labels.insert(CONTAINER_NAME_LABEL.into(), config.name.clone());
+        // `<container>/<restarts>.log` under the pod's log directory.
+        let log_path = format!("{}/{}.log", config.name, config.attempt);
+        let container_log_dir = Path::new(&sandbox_config.log_directory).join(&config.name);
+        std::fs::create_dir_all(&container_log_dir).map_err(|e| {
+            RuntimeError::Failed(format!("cannot create {}: {e}", container_log_dir.display()))
+        })?;
+        let r = config.resources;
+        // Upstream's conversions: shares = milli * 1024 / 1000 (at least 2); the quota per
+        // 100 ms period.
+        let cpu_shares = (r.cpu_request_milli * 1024 / 1000).max(2);
+        let cpu_period = 100_000;
+        let cpu_quota = r.cpu_limit_milli.map_or(0, |m| (m * cpu_period / 1000).max(1000));
+        let request = cri::CreateContainerRequest {
+            pod_sandbox_id: sandbox.to_owned(),
+            config: Some(cri::ContainerConfig {
+                metadata: Some(cri::ContainerMetadata {
+                    name: config.name.clone(),
+                    attempt: config.attempt,
+                }),
+                image: Some(cri::ImageSpec {
+                    image: config.image.clone(),
+                    user_specified_image: config.image.clone(),
+                    ..Default::default()
+                }),
+                command: config.command.clone(),
+                args: config.args.clone(),
+                working_dir: config.working_dir.clone().unwrap_or_default(),
+                envs: config
+                    .env
+                    .iter()
+                    .map(|(key, value)| cri::KeyValue { key: key.clone(), value: value.clone() })
+                    .collect(),
+                labels,
+                log_path,
+                linux: Some(cri::LinuxContainerConfig {
+                    resources: Some(cri::LinuxContainerResources {
+                        cpu_period: if cpu_quota > 0 { cpu_period } else { 0 },
+                        cpu_quota,
+                        cpu_shares,
+                        memory_limit_in_bytes: r.memory_limit_bytes.unwrap_or(0),
+                        ..Default::default()
+                    }),
+                    security_context: Some(cri::LinuxContainerSecurityContext::default()),
+                }),
+                ..Default::default()
+            }),
+            sandbox_config: Some(sandbox_config),
+        };
+        let id = self
+            .rt()
+            .create_container(request)
+            .await
+            .map_err(|s| RuntimeError::Failed(s.message().to_owned()))?
+            .into_inner()
+            .container_id;
+        Ok(id)
+    }
+
+    async fn start_container(&self, id: &str) -> RuntimeResult<()> {
+        self.rt()
+            .start_container(cri::StartContainerRequest { container_id: id.to_owned() })
+            .await
+            .map_err(|s| RuntimeError::Failed(s.message().to_owned()))?;
+        Ok(())
+    }
+
+    async fn stop_container(&self, id: &str, timeout: Duration) -> RuntimeResult<()> {
+        self.rt()
+            .stop_container(cri::StopContainerRequest {
+                container_id: id.to_owned(),
+                timeout: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+            })
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    async fn remove_container(&self, id: &str) -> RuntimeResult<()> {
+        self.rt()
+            .remove_container(cri::RemoveContainerRequest { container_id: id.to_owned() })
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    async fn container_status(&self, id: &str) -> RuntimeResult<ContainerStatus> {
+        let status = self
+            .rt()
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.to_owned(),
+                verbose: false,
+            })
+            .await
+            .map_err(failed)?
+            .into_inner()
+            .status
+            .ok_or_else(|| RuntimeError::NotFound(format!("container {id}")))?;
+        Ok(ContainerStatus {
+            id: format!("{}://{}", self.version.split("://").next().unwrap_or("cri"), status.id),
+            name: status.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default(),
+            image: status.image.as_ref().map(|i| i.image.clone()).unwrap_or_default(),
+            image_ref: status.image_ref.clone(),
+            state: container_state(&status),
+        })
+    }
+
+    async fn probe(&self, request: &ProbeRequest<'_>) -> ProbeResult {
+        let probe = request.probe;
+        if let Some(exec) = &probe.exec {
+            let timeout = request.timeout.as_secs().max(1);
+            let mut client = self.rt();
+            let run = client.exec_sync(cri::ExecSyncRequest {
+                container_id: request.container_id.to_owned(),
+                cmd: exec.command.clone().unwrap_or_default(),
+                timeout: i64::try_from(timeout).unwrap_or(1),
+            });
+            return match tokio::time::timeout(request.timeout + Duration::from_secs(2), run).await {
+                Ok(Ok(out)) => {
+                    let out = out.into_inner();
+                    if out.exit_code == 0 {
+                        ProbeResult::Success
+                    } else {
+                        let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
+                        output.push_str(&String::from_utf8_lossy(&out.stderr));
+                        ProbeResult::Failure(output)
+                    }
+                }
+                Ok(Err(s)) => ProbeResult::Failure(s.message().to_owned()),
+                Err(_) => ProbeResult::Failure(format!("command timed out after {timeout}s")),
+            };
+        }
+        if let Some(get) = &probe.http_get {
+            return crate::netprobe::http(
+                get,
+                request.container_ports,
+                request.pod_ips,
+                request.timeout,
+            )
+            .await;
+        }
+        if let Some(tcp) = &probe.tcp_socket {
+            return crate::netprobe::tcp(
+                tcp,
+                request.container_ports,
+                request.pod_ips,
+                request.timeout,
+            )
+            .await;
+        }
+        ProbeResult::Failure("gRPC probes are not supported yet".into())
+    }
+}
