@@ -16,15 +16,22 @@ pub struct AgentArgs {
     /// The cluster to join.
     #[arg(long)]
     kubeconfig: PathBuf,
+    /// Where the node keeps its state.
+    #[arg(long, default_value = "/var/lib/krust-agent")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+/// The node's flags, shared by `krust agent` and the local agent of `krust server`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
     /// This node's name (default: the host name).
     #[arg(long)]
     node_name: Option<String>,
     /// This node's address (default: the address of the interface that routes outwards).
     #[arg(long)]
     node_ip: Option<std::net::IpAddr>,
-    /// Where the node keeps its state.
-    #[arg(long, default_value = "/var/lib/krust-agent")]
-    data_dir: PathBuf,
     /// A directory of Pod manifests to run as static pods.
     #[arg(long)]
     pod_manifest_path: Option<PathBuf>,
@@ -36,7 +43,7 @@ pub struct AgentArgs {
     #[arg(long, value_enum, default_value_t = RuntimeKind::Remote)]
     container_runtime: RuntimeKind,
     /// The CRI runtime's socket (`unix:///run/containerd/containerd.sock`); by default the
-    /// agent starts its own containerd under `--data-dir`.
+    /// node starts its own containerd under its data directory.
     #[arg(long)]
     container_runtime_endpoint: Option<String>,
     /// OCI image archives (`*.tar`, as `scripts/images.sh` builds them) imported into the
@@ -69,9 +76,33 @@ fn outward_ip() -> std::net::IpAddr {
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create --data-dir {}", args.data_dir.display()))?;
-    let client = crate::server::kube_client(&args.kubeconfig, "kubelet").await?;
+    let stop = CancellationToken::new();
+    let node = serve(&args.kubeconfig, &args.data_dir, args.node, stop.clone());
+    tokio::pin!(node);
+    tokio::select! {
+        reason = crate::server::shutdown_signal() => {
+            tracing::info!("{reason}: stopping the node");
+            stop.cancel();
+            node.await
+        }
+        done = &mut node => {
+            done?;
+            anyhow::bail!("the kubelet stopped unexpectedly");
+        }
+    }
+}
+
+/// Runs the node until `stop` is cancelled: the kubelet over the runtime `args` choose, with
+/// its state under `data_dir`.
+pub async fn serve(
+    kubeconfig: &std::path::Path,
+    data_dir: &std::path::Path,
+    args: NodeArgs,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the node's data dir {}", data_dir.display()))?;
+    let client = crate::server::kube_client(kubeconfig, "kubelet").await?;
     let name = match args.node_name.clone() {
         Some(n) => n,
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -84,14 +115,16 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let runtime: Arc<dyn krust_kubelet::Runtime> = match args.container_runtime {
         RuntimeKind::Fake => Arc::new(krust_kubelet::fake::FakeRuntime::new()),
         RuntimeKind::Remote => {
-            let (runtime, started) = cri_runtime(&args).await?;
+            let (runtime, started) = cri_runtime(&args, data_dir).await?;
             containerd = started;
             Arc::new(runtime)
         }
     };
-    let config =
+    let mut config =
         krust_kubelet::NodeConfig::from_machine(&name, &ip.to_string(), &runtime.version());
-    let stop = CancellationToken::new();
+    if matches!(args.container_runtime, RuntimeKind::Remote) {
+        config.root_dir = Some(data_dir.to_owned());
+    }
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(dir) = args.pod_manifest_path {
         let (client, name, token) = (client.clone(), name.clone(), stop.clone());
@@ -105,12 +138,15 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     tasks.spawn(async move {
         krust_kubelet::host::run(client, vec![config], move |_| runtime.clone(), true, token).await
     });
+    let mut result = Ok(());
     tokio::select! {
-        reason = crate::server::shutdown_signal() => tracing::info!("{reason}: stopping the node"),
+        () = stop.cancelled() => {}
         Some(done) = tasks.join_next() => {
-            stop.cancel();
-            done.context("the kubelet panicked")??;
-            anyhow::bail!("the kubelet stopped unexpectedly");
+            result = match done.context("the kubelet panicked") {
+                Ok(Ok(())) => Err(anyhow::anyhow!("the kubelet stopped unexpectedly")),
+                Ok(Err(e)) => Err(e.into()),
+                Err(e) => Err(e),
+            };
         }
     }
     stop.cancel();
@@ -120,17 +156,18 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     if let Some(containerd) = containerd {
         containerd.stop().await;
     }
-    Ok(())
+    result
 }
 
 /// Connects to the CRI runtime: the one `--container-runtime-endpoint` names, or a containerd
 /// of our own (returned, to be stopped with the agent) with the images of `--images-dir`.
 async fn cri_runtime(
-    args: &AgentArgs,
+    args: &NodeArgs,
+    data_dir: &std::path::Path,
 ) -> anyhow::Result<(krust_kubelet::cri::CriRuntime, Option<krust_kubelet::containerd::Containerd>)>
 {
     use krust_kubelet::containerd::{self, Layout};
-    let layout = Layout::new(&args.data_dir, args.cni_bin_dir.clone());
+    let layout = Layout::new(data_dir, args.cni_bin_dir.clone());
     let options = |cni_conf_dir| krust_kubelet::cri::CriOptions {
         cni_conf_dir,
         cni_ipam_dir: layout.cni_ipam_dir(),
@@ -157,7 +194,7 @@ async fn cri_runtime(
     )
     .await
     .with_context(|| format!("see {}", layout.dir.join("containerd.log").display()))?;
-    let images = args.images_dir.clone().unwrap_or_else(|| args.data_dir.join("images"));
+    let images = args.images_dir.clone().unwrap_or_else(|| data_dir.join("images"));
     let imported = containerd::import_images(&layout.socket(), &images)
         .await
         .with_context(|| format!("cannot import the images of {}", images.display()))?;

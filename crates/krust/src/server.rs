@@ -49,6 +49,12 @@ pub struct ServerArgs {
     /// Run no controller manager (as k3s's flag; e.g. for scheduler benchmarks).
     #[arg(long)]
     disable_controller_manager: bool,
+    /// Run no local node (as k3s's flag): by default the server is also a node whose kubelet
+    /// runs pods on containerd, with its state under `<data-dir>/agent`.
+    #[arg(long)]
+    disable_agent: bool,
+    #[command(flatten)]
+    node: crate::agent::NodeArgs,
 }
 
 /// The controllers `--controllers` selects, or an error naming an unknown one.
@@ -133,6 +139,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     println!("KUBECONFIG={} kubectl get nodes", apiserver.kubeconfig_path().display());
     let kubeconfig = apiserver.kubeconfig_path().to_owned();
     let apiserver_kubeconfig = kubeconfig.clone();
+    let apiserver_kubeconfig_for_node = kubeconfig.clone();
 
     let mut tasks: tokio::task::JoinSet<anyhow::Result<()>> = tokio::task::JoinSet::new();
     let token = shutdown.clone();
@@ -159,6 +166,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let client = kube_client(&kubeconfig, "kube-controller-manager").await?;
         krust_controllers::run(client, controllers, token).await.context("controller manager")
     });
+
+    if !args.disable_agent {
+        let (kubeconfig, node_dir, node) =
+            (apiserver_kubeconfig_for_node, data_dir.join("agent"), args.node.clone());
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            crate::agent::serve(&kubeconfig, &node_dir, node, token).await.context("local node")
+        });
+    }
 
     let signal = shutdown_signal();
     tokio::select! {

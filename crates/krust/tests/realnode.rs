@@ -53,15 +53,24 @@ fn web_deployment() -> Value {
                     "containers": [{
                         "name": "httpd",
                         "image": "busybox",
-                        "command": ["sh", "-c",
-                            "mkdir -p /www && echo \"hello from $(hostname)\" > /www/index.html && exec httpd -f -p 8080 -h /www"],
+                        "command": ["httpd", "-f", "-p", "8080", "-h", "/www"],
                         "ports": [{"name": "http", "containerPort": 8080}],
+                        "volumeMounts": [{"name": "www", "mountPath": "/www"}],
                         "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
                         "resources": {"limits": {"cpu": "200m", "memory": "64Mi"}}
-                    }]
+                    }],
+                    "volumes": [{"name": "www", "configMap": {"name": "web-content"}}]
                 }
             }
         }
+    })
+}
+
+fn config_map(greeting: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "web-content", "namespace": "default"},
+        "data": {"index.html": format!("{greeting}\n"), "greeting": greeting}
     })
 }
 
@@ -89,7 +98,8 @@ fn pods_run_for_real_on_containerd() {
     let cidr = node_ready["spec"]["podCIDR"].as_str().expect("podCIDR").to_owned();
     let prefix = cidr.rsplit_once('.').expect("ipv4 cidr").0.to_owned();
 
-    // A Deployment of two web servers behind a Service.
+    // A Deployment of two web servers behind a Service, serving a configMap volume.
+    server.create(KUBECTL, &config_map("hello")).expect("configmap");
     server.create(KUBECTL, &web_deployment()).expect("deployment");
     server
         .create(
@@ -119,10 +129,9 @@ fn pods_run_for_real_on_containerd() {
         let status = container_status(pod, "httpd");
         assert!(status["containerID"].as_str().is_some_and(|id| id.starts_with("containerd://")));
         assert!(status["imageID"].as_str().is_some_and(|id| id.starts_with("sha256:")), "{status}");
-        // The node reaches the pod at its address; the page names the pod (its hostname).
-        let name = pod["metadata"]["name"].as_str().expect("name");
+        // The node reaches the pod at its address.
         let body = http_get(&format!("{ip}:8080")).expect("the node reaches the pod");
-        assert_eq!(body.trim(), format!("hello from {name}"));
+        assert_eq!(body.trim(), "hello");
     }
     let mut ips: Vec<String> =
         pods.iter().filter_map(|p| p["status"]["podIP"].as_str().map(str::to_owned)).collect();
@@ -137,6 +146,52 @@ fn pods_run_for_real_on_containerd() {
         listed.sort();
         (listed == ips && ep["subsets"][0]["ports"][0]["port"] == 8080).then_some(())
     });
+
+    // An update of the configMap reaches the running pods' volume.
+    let update = server.data_dir().join("web-content.json");
+    std::fs::write(&update, config_map("updated").to_string()).expect("write");
+    kubectl(&server, &["replace", "-f", update.to_str().expect("utf8")]);
+    server.wait_for(DEADLINE, "the configMap update in the pods' volume", || {
+        ips.iter()
+            .all(|ip| http_get(&format!("{ip}:8080")).is_ok_and(|b| b.trim() == "updated"))
+            .then_some(())
+    });
+
+    // The environment: configMapKeyRef, the downward API, $(VAR) expansion, Service links;
+    // and /etc/hosts names the pod.
+    server
+        .create(
+            KUBECTL,
+            &json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "envy", "namespace": "default"},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{
+                        "name": "c",
+                        "image": "busybox",
+                        "command": ["sh", "-c",
+                            "mkdir /w && echo \"$MESSAGE|$WEB_SERVICE_HOST|$WEB_SERVICE_PORT|$(grep -c envy /etc/hosts)\" > /w/index.html && exec httpd -f -p 8082 -h /w"],
+                        "env": [
+                            {"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "web-content", "key": "greeting"}}},
+                            {"name": "MY_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                            {"name": "MESSAGE", "value": "$(GREETING) from $(MY_NAME)"}
+                        ]
+                    }]
+                }
+            }),
+        )
+        .expect("pod");
+    let envy = server.wait_for(DEADLINE, "envy Running with an IP", || {
+        let pod = server.get_json(KUBECTL, &["get", "pod", "envy"]).ok()?;
+        (pod["status"]["phase"] == "Running").then_some(pod)
+    });
+    let service = server.get_json(KUBECTL, &["get", "service", "web"]).expect("service");
+    let cluster_ip = service["spec"]["clusterIP"].as_str().expect("clusterIP");
+    let envy_ip = envy["status"]["podIP"].as_str().expect("podIP").to_owned();
+    let page =
+        server.wait_for(DEADLINE, "envy's page", || http_get(&format!("{envy_ip}:8082")).ok());
+    assert_eq!(page.trim(), format!("updated from envy|{cluster_ip}|80|1"));
 
     // Init containers in order, then a container whose liveness probe starts failing, with a
     // hostPort.
@@ -214,7 +269,7 @@ fn pods_run_for_real_on_containerd() {
 
     // Deleting the pods stops their processes and frees their addresses.
     kubectl(&server, &["delete", "deployment", "web"]);
-    kubectl(&server, &["delete", "pod", "lively", "victim", "--wait=false"]);
+    kubectl(&server, &["delete", "pod", "lively", "victim", "envy", "--wait=false"]);
     server.wait_for(DEADLINE, "every pod gone from the API", || {
         let list = server.get_json(KUBECTL, &["get", "pods"]).ok()?;
         list["items"].as_array()?.is_empty().then_some(())

@@ -414,6 +414,16 @@ impl Runtime for CriRuntime {
                     .collect(),
                 labels,
                 log_path,
+                mounts: config
+                    .mounts
+                    .iter()
+                    .map(|m| cri::Mount {
+                        container_path: m.container_path.clone(),
+                        host_path: m.host_path.to_string_lossy().into_owned(),
+                        readonly: m.read_only,
+                        ..Default::default()
+                    })
+                    .collect(),
                 linux: Some(cri::LinuxContainerConfig {
                     resources: Some(cri::LinuxContainerResources {
                         cpu_period: if cpu_quota > 0 { cpu_period } else { 0 },

@@ -59,6 +59,7 @@ pub async fn run(
             events: events.for_host(&config.name),
             node_name: config.name.clone(),
             host_ip: config.host_ip.clone(),
+            root_dir: config.root_dir.clone(),
             runtime: runtime_for(config),
         });
         kubelets.insert(

@@ -8,6 +8,7 @@
 pub mod cgroups;
 pub mod containerd;
 pub mod cri;
+pub mod env;
 pub mod fake;
 pub mod host;
 mod netprobe;
@@ -16,6 +17,7 @@ mod pod;
 pub mod probes;
 pub mod runtime;
 pub mod static_pods;
+pub mod volumes;
 
 pub use node::NodeConfig;
 pub use runtime::Runtime;

@@ -38,6 +38,9 @@ pub struct NodeConfig {
     pub status_report_interval: Duration,
     /// `status.nodeInfo.containerRuntimeVersion`.
     pub runtime_version: String,
+    /// The kubelet's directory for pods' volumes (`<root>/pods/<uid>`); `None` on hollow
+    /// nodes, whose pods get no volumes, `/etc/hosts` or Service variables.
+    pub root_dir: Option<std::path::PathBuf>,
 }
 
 impl NodeConfig {
@@ -56,6 +59,7 @@ impl NodeConfig {
             lease_renew_interval: Duration::from_secs(10),
             status_report_interval: Duration::from_secs(300),
             runtime_version: runtime_version.to_owned(),
+            root_dir: None,
         }
     }
 

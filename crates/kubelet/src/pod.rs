@@ -6,6 +6,7 @@
 //! grace 0, which removes it from the API.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +37,8 @@ pub struct NodeHandle {
     pub events: EventRecorder,
     pub node_name: String,
     pub host_ip: String,
+    /// Where pods' volumes go (real nodes only).
+    pub root_dir: Option<PathBuf>,
     pub runtime: Arc<dyn Runtime>,
 }
 
@@ -85,6 +88,12 @@ struct PodState {
     start_time: Option<Timestamp>,
     /// The status last posted, to post only changes.
     posted: Option<Value>,
+    /// The pod's volumes on the node, and when they were last refreshed.
+    volumes: BTreeMap<String, PathBuf>,
+    volumes_at: Option<Timestamp>,
+    volume_error: Option<String>,
+    /// The pod's UID (its volumes' directory), once synced.
+    uid: Option<String>,
 }
 
 impl std::fmt::Debug for NodeHandle {
@@ -132,23 +141,124 @@ fn restart_policy(pod: &Pod) -> &str {
     pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()).unwrap_or("Always")
 }
 
-fn container_config(pod: &Pod, c: &Container, attempt: i32) -> ContainerConfig {
-    ContainerConfig {
+/// What the runtime creates the container from: its environment resolved (a reference that
+/// cannot be resolved is upstream's `CreateContainerConfigError`), the pod's volumes mounted.
+async fn container_config(
+    node: &NodeHandle,
+    pod: &Pod,
+    state: &PodState,
+    c: &Container,
+    attempt: i32,
+) -> Result<ContainerConfig, String> {
+    let real = node.root_dir.is_some();
+    let service_links =
+        real && pod.spec.as_ref().and_then(|s| s.enable_service_links) != Some(false);
+    let env =
+        if real || c.env.iter().flatten().any(|e| e.value_from.is_some()) || c.env_from.is_some() {
+            crate::env::resolve(&node.client, pod, c, &node.host_ip, &state.ips, service_links)
+                .await?
+        } else {
+            c.env
+                .iter()
+                .flatten()
+                .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+                .collect()
+        };
+    let mut mounts = crate::volumes::mounts(c, &state.volumes)?;
+    if let Some(root) = &node.root_dir
+        && pod.spec.as_ref().and_then(|s| s.host_network) != Some(true)
+        && !mounts.iter().any(|m| m.container_path == "/etc/hosts")
+    {
+        mounts.push(crate::runtime::Mount {
+            container_path: "/etc/hosts".into(),
+            host_path: crate::volumes::pod_dir(root, &pod.uid().unwrap_or_default())
+                .join("etc-hosts"),
+            read_only: false,
+        });
+    }
+    Ok(ContainerConfig {
         name: c.name.clone(),
         image: c.image.clone().unwrap_or_default(),
         command: c.command.clone().unwrap_or_default(),
         args: c.args.clone().unwrap_or_default(),
-        env: c
-            .env
-            .iter()
-            .flatten()
-            .filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v)))
-            .collect(),
+        env,
         working_dir: c.working_dir.clone(),
         attempt: u32::try_from(attempt).unwrap_or(0),
         pod_annotations: pod.metadata.annotations.clone().unwrap_or_default(),
         resources: resources(c),
+        mounts,
+    })
+}
+
+/// The pod's `/etc/hosts` (upstream's kubelet-managed file): localhost, and the pod's own
+/// name at its address.
+fn etc_hosts(pod: &Pod, ips: &[String]) -> String {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let hostname = spec.hostname.clone().unwrap_or_else(|| pod.name_any());
+    let mut out = String::from(
+        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+    );
+    let fqdn = spec.subdomain.as_ref().map(|sub| {
+        format!("{hostname}.{sub}.{}.svc.cluster.local", pod.namespace().unwrap_or_default())
+    });
+    for ip in ips {
+        match &fqdn {
+            Some(f) => out.push_str(&format!("{ip}\t{f}\t{hostname}\n")),
+            None => out.push_str(&format!("{ip}\t{hostname}\n")),
+        }
     }
+    for alias in spec.host_aliases.iter().flatten() {
+        out.push_str(&format!(
+            "\n# Entries added by HostAliases.\n{}\t{}\n",
+            alias.ip,
+            alias.hostnames.clone().unwrap_or_default().join("\t")
+        ));
+    }
+    out
+}
+
+/// Sets up the pod's volumes (and `/etc/hosts`) on a real node; refreshed every 10 s so
+/// configMap and secret updates reach running containers. Returns whether the pod can go on.
+async fn ensure_volumes(
+    node: &NodeHandle,
+    pod: &Pod,
+    state: &mut PodState,
+    now: Timestamp,
+) -> bool {
+    let Some(root) = &node.root_dir else { return true };
+    let due =
+        state.volumes_at.is_none_or(|at| now.duration_since(at) >= SignedDuration::from_secs(10));
+    if due || state.volume_error.is_some() {
+        match crate::volumes::setup(&node.client, root, pod, &node.host_ip).await {
+            Ok(volumes) => {
+                state.volumes = volumes;
+                state.volumes_at = Some(now);
+                state.volume_error = None;
+            }
+            Err(e) => {
+                let message = format!("MountVolume.SetUp failed: {e}");
+                if state.volume_error.as_ref() != Some(&message) {
+                    node.events.record(pod, EventType::Warning, "FailedMount", message.clone());
+                }
+                state.volume_error = Some(message);
+                return false;
+            }
+        }
+    }
+    if state.sandbox.is_some() {
+        let path = crate::volumes::pod_dir(root, &pod.uid().unwrap_or_default()).join("etc-hosts");
+        let hosts = etc_hosts(pod, &state.ips);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(hosts.as_str()) {
+            let written = path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::write(&path, hosts));
+            if let Err(e) = written {
+                tracing::warn!(path = %path.display(), error = %e, "cannot write the pod's /etc/hosts");
+            }
+        }
+    }
+    true
 }
 
 /// The container's CPU and memory figures (a quantity that does not parse counts as unset;
@@ -192,6 +302,9 @@ fn port_mappings(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<PortMapping>
 async fn sync(node: &NodeHandle, pod: &Pod, state: &mut PodState) -> Option<Duration> {
     let now = Timestamp::now();
     state.start_time.get_or_insert(now);
+    if state.uid.is_none() {
+        state.uid = pod.uid();
+    }
     let mut wake: Option<Timestamp> = None;
     let spec = pod.spec.clone().unwrap_or_default();
     let terminal = matches!(
@@ -237,6 +350,10 @@ async fn sync(node: &NodeHandle, pod: &Pod, state: &mut PodState) -> Option<Dura
         post_status(node, pod, state, &spec, now).await;
         return None;
     };
+    if !terminal && !ensure_volumes(node, pod, state, now).await {
+        post_status(node, pod, state, &spec, now).await;
+        return Some(BACKOFF_INITIAL);
+    }
 
     let policy = restart_policy(pod).to_owned();
     // Init containers, in order: each must succeed before the next starts.
@@ -360,7 +477,18 @@ async fn ensure(
         *wake = Some(now.checked_add(SignedDuration::from_secs(10)).unwrap_or(now));
         return None;
     }
-    let config = container_config(pod, c, record.restarts);
+    let config = match container_config(node, pod, state, c, record.restarts).await {
+        Ok(config) => config,
+        Err(message) => {
+            if record.waiting.as_ref().is_none_or(|(_, m)| m != &message) {
+                node.events.record(pod, EventType::Warning, "Failed", format!("Error: {message}"));
+            }
+            record.waiting = Some(("CreateContainerConfigError".into(), message));
+            state.containers.insert(c.name.clone(), record);
+            *wake = Some(now.checked_add(SignedDuration::from_secs(10)).unwrap_or(now));
+            return None;
+        }
+    };
     let started = match node.runtime.create_container(sandbox, &config).await {
         Ok(id) => {
             record.id = Some(id.clone());
@@ -825,6 +953,9 @@ async fn cleanup(node: &NodeHandle, state: &mut PodState) {
     if let Some(sandbox) = state.sandbox.take() {
         let _ = node.runtime.stop_pod_sandbox(&sandbox).await;
         let _ = node.runtime.remove_pod_sandbox(&sandbox).await;
+    }
+    if let (Some(root), Some(uid)) = (&node.root_dir, &state.uid) {
+        crate::volumes::teardown(root, uid).await;
     }
 }
 

@@ -85,6 +85,16 @@ pub struct ContainerConfig {
     /// The pod's annotations (the fake runtime reads its script from them).
     pub pod_annotations: BTreeMap<String, String>,
     pub resources: Resources,
+    /// The pod's volumes (and its `/etc/hosts`) as this container mounts them.
+    pub mounts: Vec<Mount>,
+}
+
+/// A host path bind-mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub container_path: String,
+    pub host_path: std::path::PathBuf,
+    pub read_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -65,7 +65,10 @@ impl KrustServer {
     fn spawn(binary: &Path, data_dir: DataDir, extra_args: &[&str]) -> anyhow::Result<Self> {
         let log = std::fs::File::create(data_dir.path().join("server.log"))?;
         let mut child = Command::new(binary)
-            .args(["server", "--bind-address", "127.0.0.1", "--secure-port", "0", "--data-dir"])
+            // No local node: tests add the nodes they want (hollow, fake or real agents).
+            .args(["server", "--bind-address", "127.0.0.1", "--secure-port", "0"])
+            .arg("--disable-agent")
+            .arg("--data-dir")
             .arg(data_dir.path())
             .args(extra_args)
             .stdin(Stdio::null())

@@ -29,7 +29,7 @@ pub async fn spawn_server(timeout: Duration, extra_args: &[&str]) -> anyhow::Res
     let data_dir = tempfile::tempdir()?;
     let started = Instant::now();
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
-        .args(["server", "--bind-address", "127.0.0.1", "--secure-port", "0"])
+        .args(["server", "--bind-address", "127.0.0.1", "--secure-port", "0", "--disable-agent"])
         .args(extra_args)
         .args(["--log-level", "warn", "--data-dir"])
         .arg(data_dir.path())
