@@ -4,6 +4,7 @@ mod agent;
 mod bench;
 mod hollow;
 mod logging;
+mod manifests;
 mod server;
 
 use clap::{Parser, Subcommand};

@@ -167,6 +167,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         krust_controllers::run(client, controllers, token).await.context("controller manager")
     });
 
+    // Manifests of <data-dir>/manifests, applied now and on change (k3s's auto-deploy).
+    let (kubeconfig, manifests, token) =
+        (apiserver_kubeconfig_for_node.clone(), data_dir.join("manifests"), shutdown.clone());
+    tasks.spawn(async move {
+        let client = kube_client(&kubeconfig, "krust-deploy").await?;
+        crate::manifests::run(client, manifests, token).await;
+        Ok(())
+    });
     if !args.disable_agent {
         let (kubeconfig, node_dir, node) =
             (apiserver_kubeconfig_for_node, data_dir.join("agent"), args.node.clone());

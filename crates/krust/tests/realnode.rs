@@ -267,9 +267,86 @@ fn pods_run_for_real_on_containerd() {
     let last = &container_status(&victim, "sleeper")["lastState"]["terminated"];
     assert_eq!(last["exitCode"], 137, "{victim}");
 
+    // An image that is nowhere: ErrImagePull, then ImagePullBackOff, with upstream's events.
+    server
+        .create(
+            KUBECTL,
+            &json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "missing", "namespace": "default"},
+                "spec": {"containers": [{"name": "c", "image": "registry.invalid/nothing:1"}]}
+            }),
+        )
+        .expect("pod");
+    server.wait_for(DEADLINE, "ErrImagePull / ImagePullBackOff", || {
+        let pod = server.get_json(KUBECTL, &["get", "pod", "missing"]).ok()?;
+        let reason = container_status(&pod, "c")["state"]["waiting"]["reason"].as_str()?.to_owned();
+        (reason == "ErrImagePull" || reason == "ImagePullBackOff").then_some(())
+    });
+    let events =
+        kubectl(&server, &["get", "events", "--field-selector", "involvedObject.name=missing"]);
+    assert!(events.contains("Failed to pull image \"registry.invalid/nothing:1\""), "{events}");
+
+    // The agent dies (SIGKILL) and comes back: it adopts the running containers (same IDs,
+    // no restart), and removes the pod deleted meanwhile.
+    let before: Vec<(String, Value)> = server
+        .live_pods(KUBECTL, "app=web")
+        .iter()
+        .map(|p| {
+            (
+                p["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
+                container_status(p, "httpd").clone(),
+            )
+        })
+        .collect();
+    let mut node = node;
+    node.kill_agent();
+    kubectl(&server, &["delete", "pod", "victim", "--force", "--grace-period=0"]);
+    node.restart_agent(env!("CARGO_BIN_EXE_krust")).expect("agent restarts");
+    server.wait_for(DEADLINE, "the deleted pod's process gone after the restart", || {
+        node.pod_processes()
+            .iter()
+            .all(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .map_or(true, |c| c != b"sleep\x003601\x00")
+            })
+            .then_some(())
+    });
+    // A new pod runs too (the restarted agent took over).
+    server
+        .create(
+            KUBECTL,
+            &json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "after", "namespace": "default"},
+                "spec": {"terminationGracePeriodSeconds": 1,
+                         "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}
+            }),
+        )
+        .expect("pod");
+    server.wait_for(DEADLINE, "a pod started by the restarted agent", || {
+        let pod = server.get_json(KUBECTL, &["get", "pod", "after"]).ok()?;
+        (pod["status"]["phase"] == "Running").then_some(())
+    });
+    for (name, status) in &before {
+        let pod = server.get_json(KUBECTL, &["get", "pod", name]).expect("web pod kept");
+        let now = container_status(&pod, "httpd");
+        assert_eq!(
+            now["containerID"],
+            status["containerID"],
+            "{name} was not adopted: {pod}\n{}",
+            node.log()
+        );
+        assert_eq!(now["restartCount"], status["restartCount"], "{pod}");
+        assert_eq!(now["ready"], true, "{pod}");
+    }
+    for ip in &ips {
+        assert_eq!(http_get(&format!("{ip}:8080")).expect("still served").trim(), "updated");
+    }
+
     // Deleting the pods stops their processes and frees their addresses.
     kubectl(&server, &["delete", "deployment", "web"]);
-    kubectl(&server, &["delete", "pod", "lively", "victim", "envy", "--wait=false"]);
+    kubectl(&server, &["delete", "pod", "lively", "envy", "missing", "after", "--wait=false"]);
     server.wait_for(DEADLINE, "every pod gone from the API", || {
         let list = server.get_json(KUBECTL, &["get", "pods"]).ok()?;
         list["items"].as_array()?.is_empty().then_some(())

@@ -96,6 +96,22 @@ impl Containerd {
         }
         let config = layout.dir.join("config.toml");
         std::fs::write(&config, layout.config())?;
+        // A containerd left running by an agent that was killed: stop it (its containers
+        // keep running under their shims; the new containerd finds them).
+        let pid_file = layout.dir.join("containerd.pid");
+        if let Some(pid) =
+            std::fs::read_to_string(&pid_file).ok().and_then(|p| p.trim().parse::<u32>().ok())
+            && std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*config.to_string_lossy()))
+        {
+            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+            for _ in 0..100 {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         // A socket left by a containerd that died with its agent.
         let _ = std::fs::remove_file(layout.socket());
         let log = std::fs::OpenOptions::new()
@@ -116,6 +132,9 @@ impl Containerd {
                     format!("cannot start containerd (is it installed? scripts/deps.sh): {e}"),
                 )
             })?;
+        if let Some(pid) = child.id() {
+            std::fs::write(&pid_file, pid.to_string())?;
+        }
         Ok(Self { child })
     }
 

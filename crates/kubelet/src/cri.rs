@@ -3,7 +3,7 @@
 //! from CNI: [`CriRuntime::update_pod_cidr`] writes the bridge configuration the runtime's CNI
 //! plugin reads.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -17,7 +17,7 @@ use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::runtime::{
-    ContainerConfig, ContainerState, ContainerStatus, ProbeRequest, ProbeResult, Runtime,
+    Adopted, ContainerConfig, ContainerState, ContainerStatus, ProbeRequest, ProbeResult, Runtime,
     RuntimeError, RuntimeResult, SandboxConfig, SandboxStatus,
 };
 
@@ -124,6 +124,114 @@ impl CriRuntime {
         Ok((channel, format!("{}://{}", version.runtime_name, version.runtime_version)))
     }
 
+    /// CRI's sandbox config of a pod (also rebuilt when a sandbox is adopted).
+    fn cri_sandbox_config(
+        &self,
+        config: &SandboxConfig,
+        log_directory: &Path,
+    ) -> cri::PodSandboxConfig {
+        let mut labels = config.labels.clone().into_iter().collect::<HashMap<_, _>>();
+        labels.insert(POD_NAME_LABEL.into(), config.name.clone());
+        labels.insert(POD_NAMESPACE_LABEL.into(), config.namespace.clone());
+        labels.insert(POD_UID_LABEL.into(), config.uid.clone());
+        let namespace_mode = |host: bool| {
+            if host { cri::NamespaceMode::Node as i32 } else { cri::NamespaceMode::Pod as i32 }
+        };
+        cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: config.name.clone(),
+                uid: config.uid.clone(),
+                namespace: config.namespace.clone(),
+                attempt: config.attempt,
+            }),
+            hostname: if config.host_network { String::new() } else { config.hostname.clone() },
+            log_directory: log_directory.to_string_lossy().into_owned(),
+            dns_config: None,
+            port_mappings: config
+                .port_mappings
+                .iter()
+                .map(|p| cri::PortMapping {
+                    protocol: match p.protocol.as_str() {
+                        "UDP" => cri::Protocol::Udp as i32,
+                        "SCTP" => cri::Protocol::Sctp as i32,
+                        _ => cri::Protocol::Tcp as i32,
+                    },
+                    container_port: p.container_port,
+                    host_port: p.host_port,
+                    host_ip: p.host_ip.clone(),
+                })
+                .collect(),
+            labels,
+            annotations: config.annotations.clone().into_iter().collect(),
+            linux: Some(cri::LinuxPodSandboxConfig {
+                cgroup_parent: self.pod_cgroup(&config.uid),
+                security_context: Some(cri::LinuxSandboxSecurityContext {
+                    namespace_options: Some(cri::NamespaceOption {
+                        network: namespace_mode(config.host_network),
+                        pid: cri::NamespaceMode::Container as i32,
+                        ipc: cri::NamespaceMode::Pod as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            windows: None,
+        }
+    }
+
+    /// The sandbox's status: its addresses and readiness.
+    async fn sandbox_status(&self, id: &str) -> RuntimeResult<SandboxStatus> {
+        let status = self
+            .rt()
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: id.to_owned(),
+                verbose: false,
+            })
+            .await
+            .map_err(failed)?
+            .into_inner()
+            .status
+            .ok_or_else(|| RuntimeError::Failed(format!("sandbox {id} has no status")))?;
+        let network = status.network.unwrap_or_default();
+        let ips = std::iter::once(network.ip)
+            .chain(network.additional_ips.into_iter().map(|p| p.ip))
+            .filter_map(|ip| ip.parse().ok())
+            .collect();
+        Ok(SandboxStatus {
+            id: id.to_owned(),
+            ips,
+            ready: status.state == cri::PodSandboxState::SandboxReady as i32,
+        })
+    }
+
+    /// The containers of a sandbox.
+    async fn containers_of(&self, sandbox: &str) -> RuntimeResult<Vec<cri::Container>> {
+        Ok(self
+            .rt()
+            .list_containers(cri::ListContainersRequest {
+                filter: Some(cri::ContainerFilter {
+                    pod_sandbox_id: sandbox.to_owned(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map_err(failed)?
+            .into_inner()
+            .containers)
+    }
+
+    /// The pod's cgroup (cgroupfs driver): `<cgroup-root>/kubepods/pod<uid>`.
+    fn pod_cgroup(&self, uid: &str) -> String {
+        format!("{}/kubepods/pod{uid}", self.options.cgroup_root.trim_end_matches('/'))
+    }
+
+    fn log_directory(&self, config: &SandboxConfig) -> PathBuf {
+        self.options
+            .pod_logs_dir
+            .join(format!("{}_{}_{}", config.namespace, config.name, config.uid))
+    }
+
     fn rt(&self) -> RuntimeServiceClient<Channel> {
         self.runtime.clone()
     }
@@ -224,6 +332,74 @@ impl Runtime for CriRuntime {
         })
     }
 
+    async fn adopt(&self, config: &SandboxConfig) -> RuntimeResult<Option<Adopted>> {
+        let sandboxes = self
+            .rt()
+            .list_pod_sandbox(cri::ListPodSandboxRequest {
+                filter: Some(cri::PodSandboxFilter {
+                    state: Some(cri::PodSandboxStateValue {
+                        state: cri::PodSandboxState::SandboxReady as i32,
+                    }),
+                    label_selector: [(POD_UID_LABEL.to_owned(), config.uid.clone())].into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map_err(failed)?
+            .into_inner()
+            .items;
+        let Some(found) = sandboxes.into_iter().max_by_key(|s| s.created_at) else {
+            return Ok(None);
+        };
+        let sandbox = self.sandbox_status(&found.id).await?;
+        let rebuilt = self.cri_sandbox_config(config, &self.log_directory(config));
+        self.sandboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(found.id.clone(), rebuilt);
+        let mut latest: HashMap<String, (String, u32)> = HashMap::new();
+        for c in self.containers_of(&found.id).await? {
+            let Some(meta) = c.metadata else { continue };
+            if latest.get(&meta.name).is_none_or(|(_, attempt)| meta.attempt >= *attempt) {
+                latest.insert(meta.name, (c.id, meta.attempt));
+            }
+        }
+        let containers =
+            latest.into_iter().map(|(name, (id, attempt))| (name, id, attempt)).collect();
+        Ok(Some(Adopted { sandbox, containers }))
+    }
+
+    async fn remove_orphans(&self, keep: &HashSet<String>) -> RuntimeResult<usize> {
+        let sandboxes = self
+            .rt()
+            .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+            .await
+            .map_err(failed)?
+            .into_inner()
+            .items;
+        let mut removed = 0;
+        for sandbox in sandboxes {
+            let Some(uid) = sandbox.labels.get(POD_UID_LABEL) else { continue };
+            if keep.contains(uid) {
+                continue;
+            }
+            for c in self.containers_of(&sandbox.id).await.unwrap_or_default() {
+                let _ = self.stop_container(&c.id, Duration::ZERO).await;
+                let _ = self.remove_container(&c.id).await;
+            }
+            let _ = self.stop_pod_sandbox(&sandbox.id).await;
+            self.rt()
+                .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                    pod_sandbox_id: sandbox.id.clone(),
+                })
+                .await
+                .map_err(failed)?;
+            crate::cgroups::remove(&self.pod_cgroup(uid));
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
     async fn pull_image(&self, image: &str) -> RuntimeResult<String> {
         let spec = cri::ImageSpec { image: image.to_owned(), ..Default::default() };
         let present = self
@@ -251,65 +427,11 @@ impl Runtime for CriRuntime {
     }
 
     async fn run_pod_sandbox(&self, config: &SandboxConfig) -> RuntimeResult<SandboxStatus> {
-        let log_directory = self
-            .options
-            .pod_logs_dir
-            .join(format!("{}_{}_{}", config.namespace, config.name, config.uid));
+        let log_directory = self.log_directory(config);
         std::fs::create_dir_all(&log_directory).map_err(|e| {
             RuntimeError::Failed(format!("cannot create {}: {e}", log_directory.display()))
         })?;
-        let mut labels = config.labels.clone().into_iter().collect::<HashMap<_, _>>();
-        labels.insert(POD_NAME_LABEL.into(), config.name.clone());
-        labels.insert(POD_NAMESPACE_LABEL.into(), config.namespace.clone());
-        labels.insert(POD_UID_LABEL.into(), config.uid.clone());
-        let namespace_mode = |host: bool| {
-            if host { cri::NamespaceMode::Node as i32 } else { cri::NamespaceMode::Pod as i32 }
-        };
-        let sandbox = cri::PodSandboxConfig {
-            metadata: Some(cri::PodSandboxMetadata {
-                name: config.name.clone(),
-                uid: config.uid.clone(),
-                namespace: config.namespace.clone(),
-                attempt: config.attempt,
-            }),
-            hostname: if config.host_network { String::new() } else { config.hostname.clone() },
-            log_directory: log_directory.to_string_lossy().into_owned(),
-            dns_config: None,
-            port_mappings: config
-                .port_mappings
-                .iter()
-                .map(|p| cri::PortMapping {
-                    protocol: match p.protocol.as_str() {
-                        "UDP" => cri::Protocol::Udp as i32,
-                        "SCTP" => cri::Protocol::Sctp as i32,
-                        _ => cri::Protocol::Tcp as i32,
-                    },
-                    container_port: p.container_port,
-                    host_port: p.host_port,
-                    host_ip: p.host_ip.clone(),
-                })
-                .collect(),
-            labels,
-            annotations: config.annotations.clone().into_iter().collect(),
-            linux: Some(cri::LinuxPodSandboxConfig {
-                cgroup_parent: format!(
-                    "{}/kubepods/pod{}",
-                    self.options.cgroup_root.trim_end_matches('/'),
-                    config.uid
-                ),
-                security_context: Some(cri::LinuxSandboxSecurityContext {
-                    namespace_options: Some(cri::NamespaceOption {
-                        network: namespace_mode(config.host_network),
-                        pid: cri::NamespaceMode::Container as i32,
-                        ipc: cri::NamespaceMode::Pod as i32,
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            windows: None,
-        };
+        let sandbox = self.cri_sandbox_config(config, &log_directory);
         let id = self
             .rt()
             .run_pod_sandbox(cri::RunPodSandboxRequest {
@@ -321,27 +443,7 @@ impl Runtime for CriRuntime {
             .into_inner()
             .pod_sandbox_id;
         self.sandboxes.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), sandbox);
-        let status = self
-            .rt()
-            .pod_sandbox_status(cri::PodSandboxStatusRequest {
-                pod_sandbox_id: id.clone(),
-                verbose: false,
-            })
-            .await
-            .map_err(failed)?
-            .into_inner()
-            .status
-            .ok_or_else(|| RuntimeError::Failed(format!("sandbox {id} has no status")))?;
-        let network = status.network.unwrap_or_default();
-        let ips = std::iter::once(network.ip)
-            .chain(network.additional_ips.into_iter().map(|p| p.ip))
-            .filter_map(|ip| ip.parse().ok())
-            .collect();
-        Ok(SandboxStatus {
-            id,
-            ips,
-            ready: status.state == cri::PodSandboxState::SandboxReady as i32,
-        })
+        self.sandbox_status(&id).await
     }
 
     async fn stop_pod_sandbox(&self, id: &str) -> RuntimeResult<()> {

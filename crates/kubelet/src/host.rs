@@ -249,6 +249,7 @@ async fn watch_pods(
     // Pods seen in the current (re)list, to drop the workers of pods that went meanwhile.
     let mut listed: Option<HashSet<(String, String)>> = None;
     let mut known: HashSet<(String, String)> = HashSet::new();
+    let mut orphans_checked = false;
     loop {
         let event = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
@@ -265,6 +266,30 @@ async fn watch_pods(
                 continue;
             }
             Some(Ok(Event::InitDone)) => {
+                if let (Some(seen), false) = (&listed, orphans_checked) {
+                    // Sandboxes of pods deleted while the kubelet was down: remove them.
+                    orphans_checked = true;
+                    for (name, k) in kubelets.iter() {
+                        let keep: HashSet<String> = seen
+                            .iter()
+                            .filter(|(node, _)| node == name)
+                            .map(|(_, uid)| uid.clone())
+                            .collect();
+                        let runtime = k.handle.runtime.clone();
+                        tokio::spawn(async move {
+                            match runtime.remove_orphans(&keep).await {
+                                Ok(0) => {}
+                                Ok(n) => tracing::info!(
+                                    sandboxes = n,
+                                    "removed the sandboxes of deleted pods"
+                                ),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "cannot remove orphaned sandboxes")
+                                }
+                            }
+                        });
+                    }
+                }
                 if let Some(seen) = listed.take() {
                     for (node, uid) in known.difference(&seen) {
                         if let Some(k) = kubelets.get(node) {

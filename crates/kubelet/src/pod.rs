@@ -60,6 +60,9 @@ struct Record {
     /// Started (startup probe passed) and ready (readiness probe passed), while running.
     started: bool,
     ready: bool,
+    /// Image pull back-off.
+    pull_backoff: Duration,
+    pull_backoff_until: Option<Timestamp>,
 }
 
 impl Record {
@@ -75,6 +78,8 @@ impl Record {
             probed: None,
             started: false,
             ready: false,
+            pull_backoff: Duration::ZERO,
+            pull_backoff_until: None,
         }
     }
 }
@@ -106,6 +111,10 @@ impl std::fmt::Debug for NodeHandle {
 /// API no longer has it); intermediate versions may be skipped, as upstream's pod workers do.
 pub async fn run(node: Arc<NodeHandle>, mut updates: watch::Receiver<Option<Arc<Pod>>>) {
     let mut state = PodState::default();
+    let first = updates.borrow().clone();
+    if let Some(pod) = first {
+        adopt(&node, &pod, &mut state).await;
+    }
     loop {
         let Some(pod) = updates.borrow_and_update().clone() else {
             cleanup(&node, &mut state).await;
@@ -133,6 +142,49 @@ pub async fn run(node: Arc<NodeHandle>, mut updates: watch::Receiver<Option<Arc<
         if changed.is_err() {
             // The dispatcher is gone (shutdown): leave the runtime as it is.
             return;
+        }
+    }
+}
+
+/// The sandbox a pod runs in.
+fn sandbox_config(pod: &Pod) -> SandboxConfig {
+    let spec = pod.spec.clone().unwrap_or_default();
+    SandboxConfig {
+        namespace: pod.namespace().unwrap_or_default(),
+        name: pod.name_any(),
+        uid: pod.uid().unwrap_or_default(),
+        attempt: 0,
+        hostname: spec.hostname.clone().unwrap_or_else(|| pod.name_any()),
+        labels: pod.labels().clone(),
+        annotations: pod.annotations().clone(),
+        host_network: spec.host_network == Some(true),
+        port_mappings: port_mappings(&spec),
+    }
+}
+
+/// Carries on with what the runtime already runs for the pod (a restarted kubelet): its
+/// sandbox and the latest instance of each container, restart counts included.
+async fn adopt(node: &NodeHandle, pod: &Pod, state: &mut PodState) {
+    let config = sandbox_config(pod);
+    match node.runtime.adopt(&config).await {
+        Ok(Some(found)) => {
+            state.ips = if config.host_network {
+                vec![node.host_ip.clone()]
+            } else {
+                found.sandbox.ips.iter().map(ToString::to_string).collect()
+            };
+            state.sandbox = Some(found.sandbox.id);
+            for (name, id, attempt) in found.containers {
+                let mut record = Record::new();
+                record.id = Some(id);
+                record.restarts = i32::try_from(attempt).unwrap_or(i32::MAX);
+                state.containers.insert(name, record);
+            }
+            tracing::info!(pod = %pod.name_any(), "adopted the pod's running sandbox");
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(pod = %pod.name_any(), error = %e, "cannot look for the pod's sandbox")
         }
     }
 }
@@ -313,17 +365,7 @@ async fn sync(node: &NodeHandle, pod: &Pod, state: &mut PodState) -> Option<Dura
     );
 
     if state.sandbox.is_none() && !terminal {
-        let config = SandboxConfig {
-            namespace: pod.namespace().unwrap_or_default(),
-            name: pod.name_any(),
-            uid: pod.uid().unwrap_or_default(),
-            attempt: 0,
-            hostname: spec.hostname.clone().unwrap_or_else(|| pod.name_any()),
-            labels: pod.labels().clone(),
-            annotations: pod.annotations().clone(),
-            host_network: spec.host_network == Some(true),
-            port_mappings: port_mappings(&spec),
-        };
+        let config = sandbox_config(pod);
         match node.runtime.run_pod_sandbox(&config).await {
             Ok(sandbox) => {
                 state.sandbox = Some(sandbox.id);
@@ -471,12 +513,47 @@ async fn ensure(
     }
     // Start it (again).
     let image = c.image.clone().unwrap_or_default();
-    if let Err(e) = node.runtime.pull_image(&image).await {
-        record.waiting = Some(("ErrImagePull".into(), e.to_string()));
+    // Upstream's image pull back-off: a failed pull is retried after 10 s doubling to 5 min;
+    // meanwhile the container waits in ImagePullBackOff.
+    if let Some(until) = record.pull_backoff_until
+        && until > now
+    {
+        if record.waiting.as_ref().is_none_or(|(r, _)| r != "ImagePullBackOff") {
+            node.events.record(
+                pod,
+                EventType::Normal,
+                "BackOff",
+                format!("Back-off pulling image \"{image}\""),
+            );
+        }
+        record.waiting =
+            Some(("ImagePullBackOff".into(), format!("Back-off pulling image \"{image}\"")));
         state.containers.insert(c.name.clone(), record);
-        *wake = Some(now.checked_add(SignedDuration::from_secs(10)).unwrap_or(now));
+        *wake = Some(wake.map_or(until, |w| w.min(until)));
         return None;
     }
+    if let Err(e) = node.runtime.pull_image(&image).await {
+        let message = format!("Failed to pull image \"{image}\": {e}");
+        node.events.record(pod, EventType::Warning, "Failed", message.clone());
+        node.events.record(pod, EventType::Warning, "Failed", "Error: ErrImagePull".to_owned());
+        record.pull_backoff = if record.pull_backoff.is_zero() {
+            BACKOFF_INITIAL
+        } else {
+            (record.pull_backoff * 2).min(BACKOFF_MAX)
+        };
+        let until = now
+            .checked_add(
+                SignedDuration::try_from(record.pull_backoff).unwrap_or(SignedDuration::MAX),
+            )
+            .unwrap_or(now);
+        record.pull_backoff_until = Some(until);
+        record.waiting = Some(("ErrImagePull".into(), message));
+        state.containers.insert(c.name.clone(), record);
+        *wake = Some(wake.map_or(until, |w| w.min(until)));
+        return None;
+    }
+    record.pull_backoff = Duration::ZERO;
+    record.pull_backoff_until = None;
     let config = match container_config(node, pod, state, c, record.restarts).await {
         Ok(config) => config,
         Err(message) => {

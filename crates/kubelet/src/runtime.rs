@@ -71,6 +71,14 @@ pub struct SandboxStatus {
     pub ready: bool,
 }
 
+/// A pod's sandbox and containers found in the runtime (after a kubelet restart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adopted {
+    pub sandbox: SandboxStatus,
+    /// Each container's latest instance: name, id, attempt (= restarts).
+    pub containers: Vec<(String, String, u32)>,
+}
+
 /// What a container is created from (CRI's `ContainerConfig`, reduced).
 #[derive(Debug, Clone, Default)]
 pub struct ContainerConfig {
@@ -161,6 +169,21 @@ pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
     /// The node's pod range changed (CRI's `UpdateRuntimeConfig`): sandboxes take their
     /// addresses from it.
     async fn update_pod_cidr(&self, cidr: &str) -> RuntimeResult<()>;
+
+    /// Finds the running sandbox of the pod `config` describes, with its containers, so that
+    /// a restarted kubelet carries on with them instead of starting the pod again.
+    async fn adopt(&self, _config: &SandboxConfig) -> RuntimeResult<Option<Adopted>> {
+        Ok(None)
+    }
+
+    /// Stops and removes the sandboxes (and containers) of pods whose UID is not in `keep`:
+    /// pods deleted while the kubelet was down. Returns how many sandboxes went.
+    async fn remove_orphans(
+        &self,
+        _keep: &std::collections::HashSet<String>,
+    ) -> RuntimeResult<usize> {
+        Ok(0)
+    }
 
     /// Makes `image` present; returns the image reference (digest) containers report.
     async fn pull_image(&self, image: &str) -> RuntimeResult<String>;
