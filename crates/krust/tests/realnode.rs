@@ -66,6 +66,16 @@ fn web_deployment() -> Value {
     })
 }
 
+/// A pod whose one container sleeps `seconds`.
+fn sleeper(name: &str, container: &str, seconds: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"terminationGracePeriodSeconds": 1,
+                 "containers": [{"name": container, "image": "busybox", "command": ["sleep", seconds]}]}
+    })
+}
+
 fn config_map(greeting: &str) -> Value {
     json!({
         "apiVersion": "v1", "kind": "ConfigMap",
@@ -241,17 +251,7 @@ fn pods_run_for_real_on_containerd() {
     });
 
     // kill -9 of a container's process: the kubelet restarts it (exit code 137).
-    server
-        .create(
-            KUBECTL,
-            &json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": "victim", "namespace": "default"},
-                "spec": {"terminationGracePeriodSeconds": 1,
-                         "containers": [{"name": "sleeper", "image": "busybox", "command": ["sleep", "3601"]}]}
-            }),
-        )
-        .expect("pod");
+    server.create(KUBECTL, &sleeper("victim", "sleeper", "3601")).expect("pod");
     let pid = server.wait_for(DEADLINE, "the sleeper's process", || {
         node.pod_processes().into_iter().find(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\x003601\x00")
@@ -313,17 +313,7 @@ fn pods_run_for_real_on_containerd() {
             .then_some(())
     });
     // A new pod runs too (the restarted agent took over).
-    server
-        .create(
-            KUBECTL,
-            &json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": "after", "namespace": "default"},
-                "spec": {"terminationGracePeriodSeconds": 1,
-                         "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}
-            }),
-        )
-        .expect("pod");
+    server.create(KUBECTL, &sleeper("after", "c", "3600")).expect("pod");
     server.wait_for(DEADLINE, "a pod started by the restarted agent", || {
         let pod = server.get_json(KUBECTL, &["get", "pod", "after"]).ok()?;
         (pod["status"]["phase"] == "Running").then_some(())
