@@ -128,6 +128,12 @@ impl ApiServer {
             format!("{host}:{}", local.port()),
         );
         state.record_gc_finalizers = config.garbage_collector;
+        // The API server reaches kubelets as the cluster admin (upstream gives it a client
+        // certificate of the system:masters group too).
+        match rest::KubeletClient::new(&pki.admin_cert_pem, &pki.admin_key_pem) {
+            Ok(client) => state.kubelet_client = Some(client),
+            Err(e) => tracing::warn!(error = %e, "no kubelet client: pods/log will fail"),
+        }
         let api = Arc::new(state);
         // Every cache loads and follows its resource from the start, as upstream's do, so
         // the first list is as fast as the next (they load in the background).

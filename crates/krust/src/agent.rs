@@ -59,6 +59,10 @@ pub struct NodeArgs {
     /// The cgroup pods' cgroups are created under (cgroupfs driver).
     #[arg(long, default_value = "/")]
     cgroup_root: String,
+    /// The port of the kubelet's HTTPS endpoint (container logs for the API server), on the
+    /// node's address; 0 picks a free one.
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -112,20 +116,47 @@ pub async fn serve(
     };
     let ip = args.node_ip.unwrap_or_else(outward_ip);
     let mut containerd = None;
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut kubelet_port = args.kubelet_port;
     let runtime: Arc<dyn krust_kubelet::Runtime> = match args.container_runtime {
         RuntimeKind::Fake => Arc::new(krust_kubelet::fake::FakeRuntime::new()),
         RuntimeKind::Remote => {
             let (runtime, started) = cri_runtime(&args, data_dir).await?;
             containerd = started;
-            Arc::new(runtime)
+            let runtime = Arc::new(runtime);
+            let tls = krust_kubelet::server::TlsConfig {
+                client_ca: cluster_ca(kubeconfig).await?,
+                pki_dir: data_dir.join("pki"),
+                ips: vec![ip],
+                names: vec![name.clone()],
+            };
+            let node = krust_kubelet::server::Node {
+                pod_logs_dir: args.pod_logs_dir.clone(),
+                runtime: runtime.clone(),
+            };
+            let (bound, serve) = krust_kubelet::server::bind(
+                std::net::SocketAddr::new(ip, args.kubelet_port),
+                &tls,
+                node,
+                stop.clone(),
+            )
+            .await
+            .with_context(|| format!("cannot serve the kubelet on {ip}:{}", args.kubelet_port))?;
+            kubelet_port = bound.port();
+            tracing::info!(address = %bound, "kubelet server listening");
+            tasks.spawn(async move {
+                serve.await;
+                Ok::<(), krust_kubelet::Error>(())
+            });
+            runtime
         }
     };
     let mut config =
         krust_kubelet::NodeConfig::from_machine(&name, &ip.to_string(), &runtime.version());
+    config.kubelet_port = kubelet_port;
     if matches!(args.container_runtime, RuntimeKind::Remote) {
         config.root_dir = Some(data_dir.to_owned());
     }
-    let mut tasks = tokio::task::JoinSet::new();
     if let Some(dir) = args.pod_manifest_path {
         let (client, name, token) = (client.clone(), name.clone(), stop.clone());
         let period = args.file_check_frequency;
@@ -157,6 +188,13 @@ pub async fn serve(
         containerd.stop().await;
     }
     result
+}
+
+/// The cluster's CA certificates (DER), from the kubeconfig: the kubelet accepts clients
+/// (the API server) with certificates it signed.
+async fn cluster_ca(kubeconfig: &std::path::Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    let config = crate::server::kube_config(kubeconfig).await?;
+    config.root_cert.filter(|c| !c.is_empty()).context("the kubeconfig names no cluster CA")
 }
 
 /// Connects to the CRI runtime: the one `--container-runtime-endpoint` names, or a containerd

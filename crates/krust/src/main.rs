@@ -62,7 +62,15 @@ fn main() -> anyhow::Result<()> {
         Command::Server(args) => runtime()?.block_on(server::run(args)),
         Command::Agent(args) => runtime()?.block_on(agent::run(args)),
         Command::Hollow(args) => runtime()?.block_on(hollow::run(args)),
-        Command::Bench(command) => runtime()?.block_on(bench::run(command)),
+        Command::Bench(command) => {
+            // A real node's pod network lives in a network namespace of the benchmark's own,
+            // entered before the runtime's threads exist so that they all live there.
+            let _netns = match command {
+                bench::BenchCommand::Podstartup(_) => Some(krust_kubelet::netns::NetNs::enter()?),
+                _ => None,
+            };
+            runtime()?.block_on(bench::run(command))
+        }
     }
 }
 

@@ -210,13 +210,7 @@ pub async fn kube_client(
     kubeconfig: &std::path::Path,
     component: &str,
 ) -> anyhow::Result<kube::Client> {
-    let file = kube::config::Kubeconfig::read_from(kubeconfig)
-        .with_context(|| format!("cannot read {}", kubeconfig.display()))?;
-    let config =
-        kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-            .await
-            .context("invalid admin kubeconfig")?;
-    let mut config = config;
+    let mut config = kube_config(kubeconfig).await?;
     // `git_version` is `v1.35.0+krust...`: upstream's UA carries the plain version.
     let agent = format!(
         "{component}/{} ({}/{}) kubernetes/krust",
@@ -228,6 +222,15 @@ pub async fn kube_client(
         config.headers.push((http::header::USER_AGENT, value));
     }
     kube::Client::try_from(config).context("cannot build the API client")
+}
+
+/// A kubeconfig file, read.
+pub async fn kube_config(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Config> {
+    let file = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("cannot read {}", kubeconfig.display()))?;
+    kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("invalid kubeconfig {}", kubeconfig.display()))
 }
 
 pub async fn shutdown_signal() -> &'static str {

@@ -32,6 +32,43 @@ fn http_get(address: &str) -> std::io::Result<String> {
     Ok(response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned())
 }
 
+/// `kubectl logs -f pod` until a line equal to `until` arrives; everything read.
+fn follow_logs(server: &KrustServer, pod: &str, until: &str, timeout: Duration) -> String {
+    use std::io::BufRead as _;
+    let mut child =
+        std::process::Command::new(krust_testsupport::tool(&format!("kubectl-{KUBECTL}")))
+            .arg("--kubeconfig")
+            .arg(server.kubeconfig())
+            .args(["logs", "-f", pod])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("kubectl logs -f");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let mut seen = String::new();
+    while let Ok(line) =
+        rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+    {
+        seen.push_str(&line);
+        seen.push('\n');
+        if line == until {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    seen
+}
+
 fn container_status<'a>(pod: &'a Value, name: &str) -> &'a Value {
     pod["status"]["containerStatuses"]
         .as_array()
@@ -221,7 +258,7 @@ fn pods_run_for_real_on_containerd() {
                         "name": "main",
                         "image": "busybox",
                         "command": ["sh", "-c",
-                            "touch /tmp/healthy; (sleep 4; rm /tmp/healthy) & exec httpd -f -p 8081 -h /tmp"],
+                            "echo started; touch /tmp/healthy; (sleep 4; rm /tmp/healthy) & exec httpd -f -p 8081 -h /tmp"],
                         "ports": [{"containerPort": 8081, "hostPort": 18081}],
                         "livenessProbe": {"exec": {"command": ["cat", "/tmp/healthy"]},
                                           "periodSeconds": 1, "failureThreshold": 2}
@@ -249,6 +286,50 @@ fn pods_run_for_real_on_containerd() {
     server.wait_for(DEADLINE, "hostPort 18081 on the node", || {
         http_get("127.0.0.1:18081").ok().map(|_| ())
     });
+
+    // Logs through the API server from the kubelet: the previous instance, tail, follow,
+    // with an old and a new kubectl.
+    for version in ["1.27", "1.33"] {
+        let previous = server
+            .kubectl(version)
+            .args(["logs", "lively", "-c", "main", "--previous"])
+            .run()
+            .expect("kubectl logs --previous");
+        assert_eq!(previous, "started\n", "kubectl {version}");
+    }
+    server
+        .create(
+            KUBECTL,
+            &json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "talker", "namespace": "default"},
+                "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+                    "name": "c", "image": "busybox",
+                    "command": ["sh", "-c", "echo line1; echo line2 >&2; i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done"]
+                }]}
+            }),
+        )
+        .expect("pod");
+    let logs = server.wait_for(DEADLINE, "talker's first ticks", || {
+        let out = server.kubectl(KUBECTL).args(["logs", "talker"]).run().ok()?;
+        out.contains("tick 2").then_some(out)
+    });
+    // stdout and stderr are one log; their lines interleave as the runtime wrote them.
+    let first: Vec<&str> = logs.lines().take(3).collect();
+    for line in ["line1", "line2", "tick 1"] {
+        assert!(first.contains(&line), "{logs}");
+    }
+    let tail = kubectl(&server, &["logs", "talker", "--tail=1"]);
+    assert!(tail.starts_with("tick ") && tail.lines().count() == 1, "{tail:?}");
+    let stamped = kubectl(&server, &["logs", "talker", "--timestamps", "--tail=1"]);
+    assert!(
+        stamped.split(' ').next().is_some_and(|t| t.ends_with('Z') && t.contains('T')),
+        "{stamped:?}"
+    );
+    let seen = follow_logs(&server, "talker", "tick 6", Duration::from_secs(30));
+    assert!(seen.contains("tick 5\ntick 6"), "{seen}");
+    let waiting = server.kubectl(KUBECTL).args(["logs", "missing"]).output().expect("kubectl");
+    assert!(!waiting.status.success());
 
     // kill -9 of a container's process: the kubelet restarts it (exit code 137).
     server.create(KUBECTL, &sleeper("victim", "sleeper", "3601")).expect("pod");
@@ -336,7 +417,10 @@ fn pods_run_for_real_on_containerd() {
 
     // Deleting the pods stops their processes and frees their addresses.
     kubectl(&server, &["delete", "deployment", "web"]);
-    kubectl(&server, &["delete", "pod", "lively", "envy", "missing", "after", "--wait=false"]);
+    kubectl(
+        &server,
+        &["delete", "pod", "lively", "envy", "missing", "after", "talker", "--wait=false"],
+    );
     server.wait_for(DEADLINE, "every pod gone from the API", || {
         let list = server.get_json(KUBECTL, &["get", "pods"]).ok()?;
         list["items"].as_array()?.is_empty().then_some(())

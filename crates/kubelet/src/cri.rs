@@ -221,6 +221,27 @@ impl CriRuntime {
             .containers)
     }
 
+    /// Whether the container `name` of pod `uid`, in its instance `attempt`, is running.
+    pub async fn container_running(&self, uid: &str, name: &str, attempt: u32) -> bool {
+        let filter = cri::ContainerFilter {
+            label_selector: [
+                (POD_UID_LABEL.to_owned(), uid.to_owned()),
+                (CONTAINER_NAME_LABEL.to_owned(), name.to_owned()),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let Ok(list) =
+            self.rt().list_containers(cri::ListContainersRequest { filter: Some(filter) }).await
+        else {
+            return false;
+        };
+        list.into_inner().containers.iter().any(|c| {
+            c.metadata.as_ref().is_some_and(|m| m.attempt == attempt)
+                && c.state == cri::ContainerState::ContainerRunning as i32
+        })
+    }
+
     /// The pod's cgroup (cgroupfs driver): `<cgroup-root>/kubepods/pod<uid>`.
     fn pod_cgroup(&self, uid: &str) -> String {
         format!("{}/kubepods/pod{uid}", self.options.cgroup_root.trim_end_matches('/'))
@@ -460,9 +481,15 @@ impl Runtime for CriRuntime {
             .await
             .map_err(failed)?;
         let config = self.sandboxes.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
-        // The pod's cgroup, empty now (upstream's pod cgroup manager removes it likewise).
-        if let Some(parent) = config.and_then(|c| c.linux).map(|l| l.cgroup_parent) {
-            crate::cgroups::remove(&parent);
+        if let Some(config) = config {
+            // The pod's cgroup, empty now (upstream's pod cgroup manager removes it likewise),
+            // and its logs.
+            if let Some(linux) = &config.linux {
+                crate::cgroups::remove(&linux.cgroup_parent);
+            }
+            if !config.log_directory.is_empty() {
+                let _ = std::fs::remove_dir_all(&config.log_directory);
+            }
         }
         Ok(())
     }

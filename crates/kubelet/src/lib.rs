@@ -6,16 +6,19 @@
 //! agent) or thousands (hollow nodes, `krust hollow`) in one process over shared watches.
 
 pub mod cgroups;
+pub mod cleanup;
 pub mod containerd;
 pub mod cri;
 pub mod env;
 pub mod fake;
 pub mod host;
+pub mod netns;
 mod netprobe;
 pub mod node;
 mod pod;
 pub mod probes;
 pub mod runtime;
+pub mod server;
 pub mod static_pods;
 pub mod volumes;
 

@@ -41,6 +41,8 @@ pub struct NodeConfig {
     /// The kubelet's directory for pods' volumes (`<root>/pods/<uid>`); `None` on hollow
     /// nodes, whose pods get no volumes, `/etc/hosts` or Service variables.
     pub root_dir: Option<std::path::PathBuf>,
+    /// The port of the kubelet's HTTPS endpoint (logs), as the API server reaches it.
+    pub kubelet_port: u16,
 }
 
 impl NodeConfig {
@@ -60,6 +62,7 @@ impl NodeConfig {
             status_report_interval: Duration::from_secs(300),
             runtime_version: runtime_version.to_owned(),
             root_dir: None,
+            kubelet_port: 10250,
         }
     }
 
@@ -129,7 +132,7 @@ impl NodeConfig {
                 {"type": "InternalIP", "address": self.host_ip},
                 {"type": "Hostname", "address": self.name},
             ],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
             "nodeInfo": {
                 "machineID": format!("{:032x}", fnv(&self.name)),
                 "systemUUID": format!("{:032x}", fnv(&self.name) ^ 1),

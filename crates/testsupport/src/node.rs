@@ -2,59 +2,13 @@
 //! iptables rules live and die with it) and a `krust agent` on real containerd whose
 //! containers, shims and cgroups are all removed when it is dropped — also when the test fails.
 
-use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-
-use anyhow::{Context as _, bail};
 
 use crate::KrustServer;
 
-/// A network namespace made for one test (`ip netns add`), deleted when dropped.
-#[derive(Debug)]
-pub struct NetNs {
-    name: String,
-}
-
-impl NetNs {
-    /// Creates `krust-<pid>-<n>` with its loopback up, and moves the calling thread into it:
-    /// everything the test starts from this thread afterwards (server, agent, kubectl,
-    /// threads and their sockets) lives there.
-    pub fn enter() -> anyhow::Result<Self> {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let name = format!("krust-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        run(Command::new("ip").args(["netns", "add", &name]))?;
-        let ns = Self { name };
-        run(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]))?;
-        let file = std::fs::File::open(Path::new("/var/run/netns").join(&ns.name))?;
-        rustix::thread::move_into_link_name_space(
-            file.as_fd(),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )
-        .context("setns into the test's network namespace")?;
-        Ok(ns)
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "delete", &self.name]).status();
-    }
-}
-
-fn run(command: &mut Command) -> anyhow::Result<()> {
-    let out = command.output().with_context(|| format!("cannot run {command:?}"))?;
-    if !out.status.success() {
-        bail!("{command:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(())
-}
+pub use krust_kubelet::netns::NetNs;
 
 /// Where `scripts/images.sh` put the node images (busybox, pause).
 pub fn images_dir() -> PathBuf {
@@ -106,7 +60,7 @@ impl RealNode {
             .arg(&images)
             .arg("--pod-logs-dir")
             .arg(data_dir.join("pod-logs"))
-            .args(["--cgroup-root", &cgroup_root])
+            .args(["--cgroup-root", &cgroup_root, "--kubelet-port", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -176,7 +130,7 @@ impl RealNode {
                 .arg(images_dir())
                 .arg("--pod-logs-dir")
                 .arg(self.data_dir.join("pod-logs"))
-                .args(["--cgroup-root", &self.cgroup_root])
+                .args(["--cgroup-root", &self.cgroup_root, "--kubelet-port", "0"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log)
@@ -205,27 +159,8 @@ impl RealNode {
         }
         // 2. Stop the agent (it stops its containerd).
         self.stop_agent(Duration::from_secs(15));
-        // 3. Whatever is left: containers, then the shims and containerd of this node.
-        for pid in self.pod_processes() {
-            kill(pid);
-        }
-        let marker = self.data_dir.to_string_lossy().into_owned();
-        for pid in processes_mentioning(&marker) {
-            kill(pid);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        krust_kubelet::cgroups::remove(&self.cgroup_root);
-        // 4. Mounts left under the data dir (root filesystems, shm), deepest first.
-        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
-            .filter(|m| m.starts_with(&marker))
-            .collect();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in mounts {
-            let _ = Command::new("umount").args(["-l", &m]).status();
-        }
+        // 3. Whatever is left: containers, shims, containerd, cgroups, mounts.
+        krust_kubelet::cleanup::force(&self.data_dir, &self.cgroup_root);
     }
 }
 
@@ -237,21 +172,4 @@ impl Drop for RealNode {
 
 fn cgroup_processes(cgroup: &str) -> Vec<u32> {
     krust_kubelet::cgroups::processes(cgroup)
-}
-
-fn kill(pid: u32) {
-    let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-}
-
-/// Processes whose command line mentions `marker` (the shims name their containerd's socket).
-fn processes_mentioning(marker: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
-        })
-        .collect()
 }

@@ -10,6 +10,7 @@ mod defaults;
 mod field_validation;
 mod legacy;
 mod managed_fields;
+mod node_proxy;
 mod object;
 mod params;
 mod read;
@@ -33,6 +34,7 @@ use crate::request::{self, ApiPath, ResourceRequest, Verb};
 use crate::status::Status;
 
 pub use allocate::{DEFAULT_SERVICE_CIDR, ensure_kubernetes_service};
+pub use node_proxy::KubeletClient;
 pub use object::ensure_namespaces;
 use params::Params;
 
@@ -63,6 +65,8 @@ pub struct ApiState {
     pub metrics: Option<crate::metrics::Metrics>,
     /// Lists and watches are served from here.
     pub caches: crate::watch_cache::WatchCaches,
+    /// How `pods/log` reaches kubelets (none: such requests fail with 503).
+    pub kubelet_client: Option<node_proxy::KubeletClient>,
     event_lease: tokio::sync::Mutex<Option<(krust_store::LeaseId, Instant)>>,
 }
 
@@ -76,6 +80,7 @@ impl ApiState {
             server_address,
             record_gc_finalizers: false,
             service_cidr: allocate::DEFAULT_SERVICE_CIDR,
+            kubelet_client: None,
             event_lease: tokio::sync::Mutex::new(None),
         }
     }
@@ -214,6 +219,7 @@ async fn serve_ctx(ctx: &Ctx<'_>, body: Body) -> ApiResult {
         (Some("eviction"), Verb::Create) if is_pods => {
             return subresource::evict(ctx, read_body(body).await?).await;
         }
+        (Some("log"), Verb::Get) if is_pods => return node_proxy::pod_log(ctx).await,
         (Some(_), _) => return Err(Status::path_not_found()),
     }
     if ctx.resource.group.is_empty()

@@ -23,6 +23,8 @@ pub struct Params {
     pub propagation_policy: Option<String>,
     pub grace_period_seconds: Option<i64>,
     pub orphan_dependents: Option<bool>,
+    /// The query as sent (for subresources with options of their own, such as `pods/log`).
+    pub raw_query: Option<String>,
 }
 
 fn boolean(name: &str, value: &str) -> Result<bool, Status> {
@@ -41,6 +43,7 @@ impl Params {
     pub fn parse(query: Option<&str>) -> Result<Self, Status> {
         let mut p = Params::default();
         let Some(query) = query else { return Ok(p) };
+        p.raw_query = Some(query.to_owned());
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             let value = value.as_ref();
             match key.as_ref() {

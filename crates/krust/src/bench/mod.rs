@@ -4,6 +4,7 @@
 mod apiserver;
 mod controllers;
 mod density;
+mod podstartup;
 mod scheduler;
 mod spawn;
 
@@ -37,6 +38,10 @@ pub enum BenchCommand {
     /// A Deployment of 10,000 replicas on 500 hollow nodes: time to running and a full
     /// rolling update, against the API server's write rate measured in the same run.
     Controllers(controllers::ControllersArgs),
+    /// Pod start-up on one real node (containerd, as root, in a network namespace of its
+    /// own): pods one at a time and all at once, create to Running p50/p99, against the same
+    /// sandbox and container through raw CRI calls; the agent's RSS.
+    Podstartup(podstartup::PodStartupArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -69,6 +74,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Scheduler(args) => scheduler::run(args).await,
         BenchCommand::Density(args) => density::run(args).await,
         BenchCommand::Controllers(args) => controllers::run(args).await,
+        BenchCommand::Podstartup(args) => podstartup::run(args).await,
     }
 }
 

@@ -1,0 +1,261 @@
+//! Requests the API server passes on to a node's kubelet (its HTTPS endpoint, the port the
+//! Node's `status.daemonEndpoints.kubeletEndpoint` names): `pods/log`. The API server
+//! authenticates with its client certificate; like upstream's without
+//! `--kubelet-certificate-authority`, it does not verify the kubelet's self-signed one.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use hyper_util::rt::TokioIo;
+use rustls::DigitallySignedStruct;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use serde_json::Value;
+
+use super::{ApiResult, Ctx};
+use crate::status::Status;
+
+/// How the API server connects to kubelets.
+#[derive(Debug, Clone)]
+pub struct KubeletClient {
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl KubeletClient {
+    /// A client presenting `cert_pem`/`key_pem`.
+    pub fn new(cert_pem: &str, key_pem: &str) -> Result<Self, String> {
+        use rustls::pki_types::PrivateKeyDer;
+        use rustls::pki_types::pem::PemObject as _;
+        let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| e.to_string())?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyKubelet(provider)))
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| e.to_string())?;
+        Ok(Self { tls: Arc::new(tls) })
+    }
+
+    /// `GET https://<address>:<port><path_and_query>`, the response streamed.
+    async fn get(
+        &self,
+        address: &str,
+        port: u16,
+        path_and_query: &str,
+    ) -> Result<Response, String> {
+        let host = if address.contains(':') { format!("[{address}]") } else { address.to_owned() };
+        let tcp = tokio::net::TcpStream::connect(format!("{host}:{port}"))
+            .await
+            .map_err(|e| format!("dial tcp {host}:{port}: connect: {e}"))?;
+        let name = ServerName::try_from(address.to_owned()).map_err(|e| e.to_string())?;
+        let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("tls handshake with {host}:{port}: {e}"))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let request = hyper::Request::get(path_and_query)
+            .header(header::HOST, format!("{host}:{port}"))
+            .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+        let (parts, body) = response.into_parts();
+        Ok(Response::from_parts(parts, Body::new(body)))
+    }
+}
+
+/// Accepts the kubelet's self-signed certificate; signatures are still checked.
+#[derive(Debug)]
+struct AnyKubelet(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyKubelet {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn str_at<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
+    v.pointer(path).and_then(Value::as_str)
+}
+
+/// `GET /api/v1/namespaces/{ns}/pods/{name}/log`: the container's log from its node.
+pub async fn pod_log(ctx: &Ctx<'_>) -> ApiResult {
+    let name = ctx.name().to_owned();
+    let pod = super::read::get_object(ctx, &name).await?;
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(ctx.params.raw_query.as_deref().unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    let param = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    let containers: Vec<&str> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    let init: Vec<&str> = pod
+        .pointer("/spec/initContainers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    let container = match param("container").filter(|c| !c.is_empty()) {
+        Some(c) => {
+            if !containers.contains(&c) && !init.contains(&c) {
+                return Err(Status::bad_request(format!(
+                    "container {c} is not valid for pod {name}"
+                )));
+            }
+            c.to_owned()
+        }
+        None if containers.len() == 1 => containers[0].to_owned(),
+        None => {
+            return Err(Status::bad_request(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                containers.join(" ")
+            )));
+        }
+    };
+    let previous = param("previous").is_some_and(|v| v == "true" || v == "1");
+    // A container that never ran has no log (upstream's message).
+    let statuses = ["/status/containerStatuses", "/status/initContainerStatuses"];
+    let status = statuses
+        .iter()
+        .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
+        .flatten()
+        .find(|s| s["name"] == container.as_str());
+    if !previous
+        && let Some(reason) = status.and_then(|s| str_at(s, "/state/waiting/reason"))
+        && status.is_some_and(|s| s.pointer("/lastState/terminated").is_none())
+    {
+        return Err(Status::bad_request(format!(
+            "container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"
+        )));
+    }
+    let Some(node_name) = str_at(&pod, "/spec/nodeName").filter(|n| !n.is_empty()) else {
+        return Err(Status::bad_request(format!("pod {name} does not have a host assigned")));
+    };
+    let node = node_of(ctx, node_name).await?;
+    let address = node
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .and_then(|list| {
+            ["InternalIP", "ExternalIP", "Hostname"].iter().find_map(|kind| {
+                list.iter().find(|a| a["type"] == *kind).and_then(|a| a["address"].as_str())
+            })
+        })
+        .ok_or_else(|| Status::bad_request(format!("node {node_name} has no address")))?;
+    let port = node
+        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_u64)
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|p| *p > 0)
+        .unwrap_or(10250);
+    let client = ctx
+        .state
+        .kubelet_client
+        .as_ref()
+        .ok_or_else(|| Status::service_unavailable("this API server has no kubelet client"))?;
+    let forwarded = {
+        // (The serializer is not Send: it must not live across an await.)
+        let mut serializer = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &query {
+            if matches!(
+                k.as_str(),
+                "follow"
+                    | "previous"
+                    | "timestamps"
+                    | "tailLines"
+                    | "limitBytes"
+                    | "sinceSeconds"
+                    | "sinceTime"
+            ) {
+                serializer.append_pair(k, v);
+            }
+        }
+        serializer.finish()
+    };
+    let path = format!(
+        "/containerLogs/{}/{name}/{container}?{}",
+        ctx.req.namespace.as_deref().unwrap_or("default"),
+        forwarded
+    );
+    let response = client
+        .get(address, port, &path)
+        .await
+        .map_err(|e| Status::internal(format!("Get \"https://{address}:{port}{path}\": {e}")))?;
+    if response.status() != StatusCode::OK {
+        let code = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 64 * 1024).await.unwrap_or_default();
+        let message = String::from_utf8_lossy(&body).trim().to_owned();
+        return Err(match code {
+            StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND => Status::bad_request(message),
+            _ => Status::internal(message),
+        });
+    }
+    Ok(response)
+}
+
+/// The Node object `name` (from the cluster-scoped `nodes`).
+async fn node_of(ctx: &Ctx<'_>, name: &str) -> ApiResult<Value> {
+    let nodes = ctx
+        .state
+        .catalog
+        .lookup("", "v1", "nodes")
+        .ok_or_else(|| Status::internal("no nodes resource"))?
+        .clone();
+    let mut node_ctx = ctx.clone();
+    node_ctx.resource = nodes;
+    node_ctx.req.namespace = None;
+    super::read::get_object(&node_ctx, name).await
+}
