@@ -152,8 +152,18 @@ impl RealNode {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
+            // The kubelet deletes a pod from the API once its sandbox is gone.
             let deadline = Instant::now() + Duration::from_secs(30);
-            while !self.pod_processes().is_empty() && Instant::now() < deadline {
+            while Instant::now() < deadline {
+                let left = Command::new(crate::tool("kubectl-1.33"))
+                    .arg("--kubeconfig")
+                    .arg(&self.kubeconfig)
+                    .args(["get", "pods", "--all-namespaces", "-o", "name"])
+                    .args(["--field-selector", &format!("spec.nodeName={}", self.node)])
+                    .output();
+                if left.is_ok_and(|o| o.status.success() && o.stdout.is_empty()) {
+                    break;
+                }
                 std::thread::sleep(Duration::from_millis(200));
             }
         }

@@ -229,8 +229,9 @@ pub async fn run(args: PodStartupArgs) -> anyhow::Result<()> {
         &ListParams::default().labels("bench=podstartup"),
     )
     .await?;
+    // The kubelet deletes a pod from the API once its sandbox is gone.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !krust_kubelet::cgroups::processes(&format!("{cgroup_root}/kubepods")).is_empty() {
+    while !api.list(&ListParams::default().labels("bench=podstartup")).await?.items.is_empty() {
         if Instant::now() > deadline {
             bail!("the pods did not stop");
         }
