@@ -32,6 +32,25 @@ fn http_get(address: &str) -> std::io::Result<String> {
     Ok(response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned())
 }
 
+/// `kubectl <args>` with `input` on its stdin; its stdout.
+fn kubectl_stdin(server: &KrustServer, version: &str, args: &[&str], input: &str) -> String {
+    use std::io::Write as _;
+    let mut child =
+        std::process::Command::new(krust_testsupport::tool(&format!("kubectl-{version}")))
+            .arg("--kubeconfig")
+            .arg(server.kubeconfig())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl");
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+    let out = child.wait_with_output().expect("kubectl");
+    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `kubectl logs -f pod` until a line equal to `until` arrives; everything read.
 fn follow_logs(server: &KrustServer, pod: &str, until: &str, timeout: Duration) -> String {
     use std::io::BufRead as _;
@@ -330,6 +349,51 @@ fn pods_run_for_real_on_containerd() {
     assert!(seen.contains("tick 5\ntick 6"), "{seen}");
     let waiting = server.kubectl(KUBECTL).args(["logs", "missing"]).output().expect("kubectl");
     assert!(!waiting.status.success());
+
+    // exec (SPDY for 1.27; 1.33 tries WebSocket first), with stdin; port-forward.
+    for version in ["1.27", "1.33"] {
+        let out = server
+            .kubectl(version)
+            .args(["exec", "talker", "--", "sh", "-c", "echo hi; hostname; echo oops >&2"])
+            .output()
+            .expect("kubectl exec");
+        assert!(
+            out.status.success(),
+            "kubectl {version} exec: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\ntalker\n", "kubectl {version}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("oops"), "kubectl {version}");
+        let failing = server
+            .kubectl(version)
+            .args(["exec", "talker", "--", "sh", "-c", "exit 3"])
+            .output()
+            .expect("kubectl");
+        assert_eq!(failing.status.code(), Some(3), "kubectl {version}: the command's exit code");
+        let piped = kubectl_stdin(
+            &server,
+            version,
+            &["exec", "-i", "talker", "--", "wc", "-c"],
+            "twelve bytes",
+        );
+        assert_eq!(piped.trim(), "12", "kubectl {version} exec -i");
+    }
+    let web_pod = pods[0]["metadata"]["name"].as_str().expect("name").to_owned();
+    let mut forward =
+        std::process::Command::new(krust_testsupport::tool(&format!("kubectl-{KUBECTL}")))
+            .arg("--kubeconfig")
+            .arg(server.kubeconfig())
+            .args(["port-forward", &format!("pod/{web_pod}"), "18090:8080"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("kubectl port-forward");
+    let forwarded = server.wait_for(DEADLINE, "the web page through kubectl port-forward", || {
+        http_get("127.0.0.1:18090").ok()
+    });
+    let _ = forward.kill();
+    let _ = forward.wait();
+    assert_eq!(forwarded.trim(), "updated");
 
     // kill -9 of a container's process: the kubelet restarts it (exit code 137).
     server.create(KUBECTL, &sleeper("victim", "sleeper", "3601")).expect("pod");

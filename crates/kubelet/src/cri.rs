@@ -27,6 +27,15 @@ pub const POD_NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
 pub const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
 pub const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
 
+/// Which streams an exec or attach carries.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Streams {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
+}
+
 /// How the kubelet lays out what the runtime needs from it.
 #[derive(Debug, Clone)]
 pub struct CriOptions {
@@ -219,6 +228,112 @@ impl CriRuntime {
             .map_err(failed)?
             .into_inner()
             .containers)
+    }
+
+    /// The ready sandbox of the pod `namespace/name` and the id of its running container
+    /// `container` (when one is named).
+    pub async fn find_running(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: Option<&str>,
+    ) -> RuntimeResult<(String, Option<String>)> {
+        let sandboxes = self
+            .rt()
+            .list_pod_sandbox(cri::ListPodSandboxRequest {
+                filter: Some(cri::PodSandboxFilter {
+                    state: Some(cri::PodSandboxStateValue {
+                        state: cri::PodSandboxState::SandboxReady as i32,
+                    }),
+                    label_selector: [
+                        (POD_NAME_LABEL.to_owned(), name.to_owned()),
+                        (POD_NAMESPACE_LABEL.to_owned(), namespace.to_owned()),
+                    ]
+                    .into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map_err(failed)?
+            .into_inner()
+            .items;
+        let sandbox = sandboxes.into_iter().max_by_key(|s| s.created_at).ok_or_else(|| {
+            RuntimeError::NotFound(format!("pod {namespace}/{name} is not running on this node"))
+        })?;
+        let Some(container) = container else { return Ok((sandbox.id, None)) };
+        let running = self
+            .containers_of(&sandbox.id)
+            .await?
+            .into_iter()
+            .filter(|c| {
+                c.metadata.as_ref().is_some_and(|m| m.name == container)
+                    && c.state == cri::ContainerState::ContainerRunning as i32
+            })
+            .max_by_key(|c| c.created_at)
+            .ok_or_else(|| {
+                RuntimeError::NotFound(format!(
+                    "container {container} is not running in pod {namespace}/{name}"
+                ))
+            })?;
+        Ok((sandbox.id, Some(running.id)))
+    }
+
+    /// The runtime's streaming URL for an exec (CRI `Exec`).
+    pub async fn exec_url(
+        &self,
+        container_id: &str,
+        cmd: Vec<String>,
+        streams: Streams,
+    ) -> RuntimeResult<String> {
+        Ok(self
+            .rt()
+            .exec(cri::ExecRequest {
+                container_id: container_id.to_owned(),
+                cmd,
+                tty: streams.tty,
+                stdin: streams.stdin,
+                stdout: streams.stdout,
+                stderr: streams.stderr,
+            })
+            .await
+            .map_err(failed)?
+            .into_inner()
+            .url)
+    }
+
+    /// The runtime's streaming URL for an attach (CRI `Attach`).
+    pub async fn attach_url(&self, container_id: &str, streams: Streams) -> RuntimeResult<String> {
+        Ok(self
+            .rt()
+            .attach(cri::AttachRequest {
+                container_id: container_id.to_owned(),
+                stdin: streams.stdin,
+                tty: streams.tty,
+                stdout: streams.stdout,
+                stderr: streams.stderr,
+            })
+            .await
+            .map_err(failed)?
+            .into_inner()
+            .url)
+    }
+
+    /// The runtime's streaming URL for a port forward into the sandbox (CRI `PortForward`).
+    pub async fn port_forward_url(
+        &self,
+        sandbox_id: &str,
+        ports: Vec<i32>,
+    ) -> RuntimeResult<String> {
+        Ok(self
+            .rt()
+            .port_forward(cri::PortForwardRequest {
+                pod_sandbox_id: sandbox_id.to_owned(),
+                port: ports,
+            })
+            .await
+            .map_err(failed)?
+            .into_inner()
+            .url)
     }
 
     /// Whether the container `name` of pod `uid`, in its instance `attempt`, is running.

@@ -73,7 +73,8 @@ pub async fn bind(
                     async move { Ok::<_, std::convert::Infallible>(route(&node, req).await) }
                 });
                 let connection = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), service);
+                    .serve_connection(TokioIo::new(tls), service)
+                    .with_upgrades();
                 tokio::select! {
                     _ = connection => {}
                     () = stop.cancelled() => {}
@@ -184,10 +185,29 @@ async fn route(node: &Node, req: Request<hyper::body::Incoming>) -> Response<Bod
         form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
+    let segments: Vec<String> =
+        path.trim_start_matches('/').split('/').map(str::to_owned).collect();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    match segments.as_slice() {
+        ["exec" | "attach", namespace, pod, container] => {
+            let (kind, namespace, pod, container) = (
+                segments[0].to_owned(),
+                (*namespace).to_owned(),
+                (*pod).to_owned(),
+                (*container).to_owned(),
+            );
+            return stream(node, req, &kind, &namespace, &pod, Some(&container)).await;
+        }
+        ["portForward", namespace, pod] => {
+            let (namespace, pod) = ((*namespace).to_owned(), (*pod).to_owned());
+            return stream(node, req, "portForward", &namespace, &pod, None).await;
+        }
+        _ => {}
+    }
     if req.method() != hyper::Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     }
-    match path.trim_start_matches('/').split('/').collect::<Vec<_>>().as_slice() {
+    match segments.as_slice() {
         ["healthz"] => text(StatusCode::OK, "ok"),
         ["containerLogs", namespace, pod, container] => match LogOptions::from_query(&query) {
             Ok(options) => container_logs(node, namespace, pod, container, options).await,
@@ -195,6 +215,125 @@ async fn route(node: &Node, req: Request<hyper::body::Incoming>) -> Response<Bod
         },
         _ => text(StatusCode::NOT_FOUND, "404 page not found"),
     }
+}
+
+/// exec, attach and port-forward: the runtime's streaming server does the work; the kubelet
+/// asks it for a URL and passes the client's upgrade request (SPDY or WebSocket) through.
+async fn stream(
+    node: &Node,
+    req: Request<hyper::body::Incoming>,
+    kind: &str,
+    namespace: &str,
+    pod: &str,
+    container: Option<&str>,
+) -> Response<Body> {
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    let flag = |names: &[&str]| {
+        query
+            .iter()
+            .any(|(k, v)| names.contains(&k.as_str()) && (v.is_empty() || v == "true" || v == "1"))
+    };
+    let streams = crate::cri::Streams {
+        stdin: flag(&["stdin", "input"]),
+        stdout: flag(&["stdout", "output"]),
+        stderr: flag(&["stderr", "error"]),
+        tty: flag(&["tty"]),
+    };
+    let (sandbox, container_id) = match node.runtime.find_running(namespace, pod, container).await {
+        Ok(found) => found,
+        Err(e) => return text(StatusCode::NOT_FOUND, &e.to_string()),
+    };
+    let url = match (kind, container_id) {
+        ("exec", Some(id)) => {
+            let command: Vec<String> =
+                query.iter().filter(|(k, _)| k == "command").map(|(_, v)| v.clone()).collect();
+            if command.is_empty() {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "you must specify at least one command for the container",
+                );
+            }
+            node.runtime.exec_url(&id, command, streams).await
+        }
+        ("attach", Some(id)) => node.runtime.attach_url(&id, streams).await,
+        _ => {
+            let ports: Vec<i32> = query
+                .iter()
+                .filter(|(k, _)| k == "port" || k == "ports")
+                .flat_map(|(_, v)| {
+                    v.split(',').filter_map(|p| p.trim().parse().ok()).collect::<Vec<_>>()
+                })
+                .collect();
+            node.runtime.port_forward_url(&sandbox, ports).await
+        }
+    };
+    match url {
+        Ok(url) => proxy_upgrade(req, &url).await,
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// Sends `req` (an upgrade request) to `url` and, once upgraded, splices the two connections.
+async fn proxy_upgrade(mut req: Request<hyper::body::Incoming>, url: &str) -> Response<Body> {
+    let Ok(uri) = url.parse::<hyper::Uri>() else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, &format!("bad streaming URL {url}"));
+    };
+    let Some(authority) = uri.authority().map(ToString::to_string) else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, &format!("bad streaming URL {url}"));
+    };
+    let upstream = async {
+        let tcp = tokio::net::TcpStream::connect(&authority).await.map_err(|e| e.to_string())?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection.with_upgrades());
+        let mut forward = Request::builder()
+            .method(req.method().clone())
+            .uri(uri.path_and_query().map_or("/", |p| p.as_str()))
+            .header(hyper::header::HOST, &authority);
+        for (name, value) in req.headers() {
+            if name != hyper::header::HOST && name != hyper::header::AUTHORIZATION {
+                forward = forward.header(name, value);
+            }
+        }
+        let forward =
+            forward.body(http_body_util::Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
+        sender.send_request(forward).await.map_err(|e| e.to_string())
+    };
+    let mut response = match upstream.await {
+        Ok(r) => r,
+        Err(e) => {
+            return text(StatusCode::BAD_GATEWAY, &format!("the runtime's streaming server: {e}"));
+        }
+    };
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let status = response.status();
+        let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        return text(status, &String::from_utf8_lossy(&body));
+    }
+    let upstream = hyper::upgrade::on(&mut response);
+    let downstream = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match (upstream.await, downstream.await) {
+            (Ok(up), Ok(down)) => {
+                let _ =
+                    tokio::io::copy_bidirectional(&mut TokioIo::new(up), &mut TokioIo::new(down))
+                        .await;
+            }
+            (up, down) => tracing::warn!(
+                runtime = ?up.err(),
+                client = ?down.err(),
+                "a streaming upgrade failed"
+            ),
+        }
+    });
+    let mut answer = Response::new(Full::new(Bytes::new()).map_err(|never| match never {}).boxed());
+    *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *answer.headers_mut() = response.headers().clone();
+    answer
 }
 
 /// `kubectl logs` options (upstream's `PodLogOptions`).
@@ -449,7 +588,9 @@ async fn follow_file(
         if chunk.is_empty() {
             idle_checks += 1;
             // Every second without output: is the container still this attempt, running?
-            if idle_checks.is_multiple_of(5) && !runtime.container_running(uid, container, attempt).await {
+            if idle_checks.is_multiple_of(5)
+                && !runtime.container_running(uid, container, attempt).await
+            {
                 return;
             }
         } else {

@@ -159,7 +159,13 @@ async fn dispatch(state: &ApiState, request: Request) -> ApiResult {
         ApiPath::Resource(req) => req,
     };
     let started = Instant::now();
-    let result = serve_resource(state, req.clone(), params, accept, parts.headers, body).await;
+    let mut parts = parts;
+    let upgrade = parts
+        .extensions
+        .remove::<hyper::upgrade::OnUpgrade>()
+        .map(|u| Arc::new(std::sync::Mutex::new(Some(u))));
+    let result =
+        serve_resource(state, req.clone(), params, accept, parts.headers, upgrade, body).await;
     if let Some(metrics) = &state.metrics {
         let code = match &result {
             Ok(response) => response.status(),
@@ -178,6 +184,7 @@ async fn serve_resource(
     params: Params,
     accept: Option<String>,
     headers: HeaderMap,
+    upgrade: Option<Upgrade>,
     body: Body,
 ) -> ApiResult {
     let requested = state
@@ -193,7 +200,7 @@ async fn serve_resource(
         None => (requested, None),
     };
     let watch = req.verb == Verb::Watch;
-    let ctx = Ctx { state, resource, req, params, accept, headers, served_as };
+    let ctx = Ctx { state, resource, req, params, accept, headers, served_as, upgrade };
     let response = serve_ctx(&ctx, body).await?;
     match &ctx.served_as {
         Some(served) => legacy::response_to_served(served, &ctx.resource, watch, response).await,
@@ -220,6 +227,9 @@ async fn serve_ctx(ctx: &Ctx<'_>, body: Body) -> ApiResult {
             return subresource::evict(ctx, read_body(body).await?).await;
         }
         (Some("log"), Verb::Get) if is_pods => return node_proxy::pod_log(ctx).await,
+        (Some(sub @ ("exec" | "attach" | "portforward")), Verb::Get | Verb::Create) if is_pods => {
+            return node_proxy::stream(ctx, sub).await;
+        }
         (Some(_), _) => return Err(Status::path_not_found()),
     }
     if ctx.resource.group.is_empty()
@@ -262,7 +272,12 @@ struct Ctx<'a> {
     headers: HeaderMap,
     /// The legacy resource the client addressed, when `resource` is its storage version.
     served_as: Option<Resource>,
+    /// The connection's upgrade, for the streaming subresources (exec, attach, portforward).
+    upgrade: Option<Upgrade>,
 }
+
+/// A connection upgrade the handler may take (once).
+type Upgrade = Arc<std::sync::Mutex<Option<hyper::upgrade::OnUpgrade>>>;
 
 impl Ctx<'_> {
     fn store(&self) -> &dyn Store {

@@ -43,13 +43,67 @@ impl KubeletClient {
         Ok(Self { tls: Arc::new(tls) })
     }
 
-    /// `GET https://<address>:<port><path_and_query>`, the response streamed.
-    async fn get(
+    /// Passes an upgrade request to the kubelet; on 101, splices the client's upgraded
+    /// connection with the kubelet's.
+    async fn upgrade(
         &self,
         address: &str,
         port: u16,
+        method: &str,
         path_and_query: &str,
+        headers: &axum::http::HeaderMap,
+        client: hyper::upgrade::OnUpgrade,
     ) -> Result<Response, String> {
+        let mut sender = self.connect(address, port, true).await?;
+        let host = if address.contains(':') { format!("[{address}]") } else { address.to_owned() };
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header(header::HOST, format!("{host}:{port}"));
+        for (name, value) in headers {
+            if name != header::HOST && name != header::AUTHORIZATION {
+                request = request.header(name, value);
+            }
+        }
+        let request = request
+            .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let mut response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let (parts, body) = response.into_parts();
+            return Ok(Response::from_parts(parts, Body::new(body)));
+        }
+        let kubelet = hyper::upgrade::on(&mut response);
+        tokio::spawn(async move {
+            match (kubelet.await, client.await) {
+                (Ok(up), Ok(down)) => {
+                    let _ = tokio::io::copy_bidirectional(
+                        &mut TokioIo::new(up),
+                        &mut TokioIo::new(down),
+                    )
+                    .await;
+                }
+                (up, down) => tracing::warn!(
+                    kubelet = ?up.err(),
+                    client = ?down.err(),
+                    "a streaming upgrade failed"
+                ),
+            }
+        });
+        let (parts, _) = response.into_parts();
+        Ok(Response::from_parts(parts, Body::empty()))
+    }
+
+    /// An HTTP/1.1 connection to the kubelet.
+    async fn connect(
+        &self,
+        address: &str,
+        port: u16,
+        upgrades: bool,
+    ) -> Result<
+        hyper::client::conn::http1::SendRequest<http_body_util::Empty<hyper::body::Bytes>>,
+        String,
+    > {
         let host = if address.contains(':') { format!("[{address}]") } else { address.to_owned() };
         let tcp = tokio::net::TcpStream::connect(format!("{host}:{port}"))
             .await
@@ -59,10 +113,26 @@ impl KubeletClient {
             .connect(name, tcp)
             .await
             .map_err(|e| format!("tls handshake with {host}:{port}: {e}"))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| e.to_string())?;
-        tokio::spawn(connection);
+        if upgrades {
+            tokio::spawn(connection.with_upgrades());
+        } else {
+            tokio::spawn(connection);
+        }
+        Ok(sender)
+    }
+
+    /// `GET https://<address>:<port><path_and_query>`, the response streamed.
+    async fn get(
+        &self,
+        address: &str,
+        port: u16,
+        path_and_query: &str,
+    ) -> Result<Response, String> {
+        let mut sender = self.connect(address, port, false).await?;
+        let host = if address.contains(':') { format!("[{address}]") } else { address.to_owned() };
         let request = hyper::Request::get(path_and_query)
             .header(header::HOST, format!("{host}:{port}"))
             .body(http_body_util::Empty::<hyper::body::Bytes>::new())
@@ -126,6 +196,94 @@ fn str_at<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
     v.pointer(path).and_then(Value::as_str)
 }
 
+/// The container a request names, or the pod's only one (upstream's messages otherwise).
+fn choose_container(pod: &Value, name: &str, asked: Option<&str>) -> Result<String, Status> {
+    let names = |path: &str| -> Vec<String> {
+        pod.pointer(path)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let containers = names("/spec/containers");
+    let init = names("/spec/initContainers");
+    match asked.filter(|c| !c.is_empty()) {
+        Some(c) if containers.iter().chain(&init).any(|n| n == c) => Ok(c.to_owned()),
+        Some(c) => Err(Status::bad_request(format!("container {c} is not valid for pod {name}"))),
+        None if containers.len() == 1 => Ok(containers[0].clone()),
+        None => Err(Status::bad_request(format!(
+            "a container name must be specified for pod {name}, choose one of: [{}]",
+            containers.join(" ")
+        ))),
+    }
+}
+
+/// The kubelet of the pod's node: its address and port.
+async fn kubelet_of(ctx: &Ctx<'_>, pod: &Value, name: &str) -> ApiResult<(String, u16)> {
+    let Some(node_name) = str_at(pod, "/spec/nodeName").filter(|n| !n.is_empty()) else {
+        return Err(Status::bad_request(format!("pod {name} does not have a host assigned")));
+    };
+    let node = node_of(ctx, node_name).await?;
+    let address = node
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .and_then(|list| {
+            ["InternalIP", "ExternalIP", "Hostname"].iter().find_map(|kind| {
+                list.iter().find(|a| a["type"] == *kind).and_then(|a| a["address"].as_str())
+            })
+        })
+        .ok_or_else(|| Status::bad_request(format!("node {node_name} has no address")))?
+        .to_owned();
+    let port = node
+        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_u64)
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|p| *p > 0)
+        .unwrap_or(10250);
+    Ok((address, port))
+}
+
+/// `exec`, `attach`, `portforward`: the client's upgrade request passed to the kubelet, the
+/// two connections spliced once it answers 101.
+pub async fn stream(ctx: &Ctx<'_>, subresource: &str) -> ApiResult {
+    let name = ctx.name().to_owned();
+    let pod = super::read::get_object(ctx, &name).await?;
+    let query = ctx.params.raw_query.clone().unwrap_or_default();
+    let asked: Option<String> = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "container")
+        .map(|(_, v)| v.into_owned());
+    if str_at(&pod, "/status/phase").is_some_and(|p| p == "Succeeded" || p == "Failed") {
+        return Err(Status::bad_request(format!(
+            "cannot exec into a container in a completed pod; current phase is {}",
+            str_at(&pod, "/status/phase").unwrap_or_default()
+        )));
+    }
+    let namespace = ctx.req.namespace.clone().unwrap_or_else(|| "default".into());
+    let path = if subresource == "portforward" {
+        format!("/portForward/{namespace}/{name}?{query}")
+    } else {
+        let container = choose_container(&pod, &name, asked.as_deref())?;
+        format!("/{subresource}/{namespace}/{name}/{container}?{query}")
+    };
+    let (address, port) = kubelet_of(ctx, &pod, &name).await?;
+    let client = ctx
+        .state
+        .kubelet_client
+        .as_ref()
+        .ok_or_else(|| Status::service_unavailable("this API server has no kubelet client"))?;
+    let upgrade = ctx
+        .upgrade
+        .as_ref()
+        .and_then(|u| u.lock().ok()?.take())
+        .ok_or_else(|| Status::bad_request("Upgrade request required"))?;
+    let method = if ctx.req.verb == super::Verb::Get { "GET" } else { "POST" };
+    client
+        .upgrade(&address, port, method, &path, &ctx.headers, upgrade)
+        .await
+        .map_err(|e| Status::internal(format!("error dialing backend: {e}")))
+}
+
 /// `GET /api/v1/namespaces/{ns}/pods/{name}/log`: the container's log from its node.
 pub async fn pod_log(ctx: &Ctx<'_>) -> ApiResult {
     let name = ctx.name().to_owned();
@@ -135,37 +293,7 @@ pub async fn pod_log(ctx: &Ctx<'_>) -> ApiResult {
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
     let param = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
-    let containers: Vec<&str> = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["name"].as_str())
-        .collect();
-    let init: Vec<&str> = pod
-        .pointer("/spec/initContainers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["name"].as_str())
-        .collect();
-    let container = match param("container").filter(|c| !c.is_empty()) {
-        Some(c) => {
-            if !containers.contains(&c) && !init.contains(&c) {
-                return Err(Status::bad_request(format!(
-                    "container {c} is not valid for pod {name}"
-                )));
-            }
-            c.to_owned()
-        }
-        None if containers.len() == 1 => containers[0].to_owned(),
-        None => {
-            return Err(Status::bad_request(format!(
-                "a container name must be specified for pod {name}, choose one of: [{}]",
-                containers.join(" ")
-            )));
-        }
-    };
+    let container = choose_container(&pod, &name, param("container"))?;
     let previous = param("previous").is_some_and(|v| v == "true" || v == "1");
     // A container that never ran has no log (upstream's message).
     let statuses = ["/status/containerStatuses", "/status/initContainerStatuses"];
@@ -182,25 +310,7 @@ pub async fn pod_log(ctx: &Ctx<'_>) -> ApiResult {
             "container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"
         )));
     }
-    let Some(node_name) = str_at(&pod, "/spec/nodeName").filter(|n| !n.is_empty()) else {
-        return Err(Status::bad_request(format!("pod {name} does not have a host assigned")));
-    };
-    let node = node_of(ctx, node_name).await?;
-    let address = node
-        .pointer("/status/addresses")
-        .and_then(Value::as_array)
-        .and_then(|list| {
-            ["InternalIP", "ExternalIP", "Hostname"].iter().find_map(|kind| {
-                list.iter().find(|a| a["type"] == *kind).and_then(|a| a["address"].as_str())
-            })
-        })
-        .ok_or_else(|| Status::bad_request(format!("node {node_name} has no address")))?;
-    let port = node
-        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
-        .and_then(Value::as_u64)
-        .and_then(|p| u16::try_from(p).ok())
-        .filter(|p| *p > 0)
-        .unwrap_or(10250);
+    let (address, port) = kubelet_of(ctx, &pod, &name).await?;
     let client = ctx
         .state
         .kubelet_client
@@ -231,7 +341,7 @@ pub async fn pod_log(ctx: &Ctx<'_>) -> ApiResult {
         forwarded
     );
     let response = client
-        .get(address, port, &path)
+        .get(&address, port, &path)
         .await
         .map_err(|e| Status::internal(format!("Get \"https://{address}:{port}{path}\": {e}")))?;
     if response.status() != StatusCode::OK {
