@@ -219,8 +219,17 @@ fn choose_container(pod: &Value, name: &str, asked: Option<&str>) -> Result<Stri
     }
 }
 
-/// The kubelet of the pod's node: its address and port.
-async fn kubelet_of(ctx: &Ctx<'_>, pod: &Value, name: &str) -> ApiResult<(String, u16)> {
+/// The kubelet of the pod's node: the client to reach it, its address and port.
+async fn kubelet_of<'a>(
+    ctx: &'a Ctx<'_>,
+    pod: &Value,
+    name: &str,
+) -> ApiResult<(&'a KubeletClient, String, u16)> {
+    let client = ctx
+        .state
+        .kubelet_client
+        .as_ref()
+        .ok_or_else(|| Status::service_unavailable("this API server has no kubelet client"))?;
     let Some(node_name) = str_at(pod, "/spec/nodeName").filter(|n| !n.is_empty()) else {
         return Err(Status::bad_request(format!("pod {name} does not have a host assigned")));
     };
@@ -241,7 +250,7 @@ async fn kubelet_of(ctx: &Ctx<'_>, pod: &Value, name: &str) -> ApiResult<(String
         .and_then(|p| u16::try_from(p).ok())
         .filter(|p| *p > 0)
         .unwrap_or(10250);
-    Ok((address, port))
+    Ok((client, address, port))
 }
 
 /// `exec`, `attach`, `portforward`: the client's upgrade request passed to the kubelet, the
@@ -266,12 +275,7 @@ pub async fn stream(ctx: &Ctx<'_>, subresource: &str) -> ApiResult {
         let container = choose_container(&pod, &name, asked.as_deref())?;
         format!("/{subresource}/{namespace}/{name}/{container}?{query}")
     };
-    let (address, port) = kubelet_of(ctx, &pod, &name).await?;
-    let client = ctx
-        .state
-        .kubelet_client
-        .as_ref()
-        .ok_or_else(|| Status::service_unavailable("this API server has no kubelet client"))?;
+    let (client, address, port) = kubelet_of(ctx, &pod, &name).await?;
     let upgrade = ctx
         .upgrade
         .as_ref()
@@ -310,12 +314,7 @@ pub async fn pod_log(ctx: &Ctx<'_>) -> ApiResult {
             "container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"
         )));
     }
-    let (address, port) = kubelet_of(ctx, &pod, &name).await?;
-    let client = ctx
-        .state
-        .kubelet_client
-        .as_ref()
-        .ok_or_else(|| Status::service_unavailable("this API server has no kubelet client"))?;
+    let (client, address, port) = kubelet_of(ctx, &pod, &name).await?;
     let forwarded = {
         // (The serializer is not Send: it must not live across an await.)
         let mut serializer = form_urlencoded::Serializer::new(String::new());
