@@ -479,6 +479,39 @@ fn pods_run_for_real_on_containerd() {
         assert_eq!(http_get(&format!("{ip}:8080")).expect("still served").trim(), "updated");
     }
 
+    // Lifecycle hooks: postStart after the start, preStop before the stop (both exec), seen
+    // through a hostPath volume.
+    let host_dir = server.data_dir().join("hooks");
+    std::fs::create_dir_all(&host_dir).expect("hook dir");
+    server
+        .create(
+            KUBECTL,
+            &json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "hooked", "namespace": "default"},
+                "spec": {
+                    "terminationGracePeriodSeconds": 10,
+                    "containers": [{
+                        "name": "c", "image": "busybox", "command": ["sleep", "3600"],
+                        "volumeMounts": [{"name": "host", "mountPath": "/host"}],
+                        "lifecycle": {
+                            "postStart": {"exec": {"command": ["sh", "-c", "echo hello > /host/poststart"]}},
+                            "preStop": {"exec": {"command": ["sh", "-c", "echo bye > /host/prestop"]}}
+                        }
+                    }],
+                    "volumes": [{"name": "host", "hostPath": {"path": host_dir.to_str().expect("utf8"), "type": "Directory"}}]
+                }
+            }),
+        )
+        .expect("pod");
+    server.wait_for(DEADLINE, "the postStart hook's file", || {
+        std::fs::read_to_string(host_dir.join("poststart")).ok().filter(|c| c == "hello\n")
+    });
+    kubectl(&server, &["delete", "pod", "hooked", "--wait=false"]);
+    server.wait_for(DEADLINE, "the preStop hook's file", || {
+        std::fs::read_to_string(host_dir.join("prestop")).ok().filter(|c| c == "bye\n")
+    });
+
     // Deleting the pods stops their processes and frees their addresses.
     kubectl(&server, &["delete", "deployment", "web"]);
     kubectl(

@@ -588,6 +588,23 @@ async fn ensure(
                 "Started",
                 format!("Started container {}", c.name),
             );
+            // postStart runs right after the start; if it fails the container is killed
+            // (and restarted per the policy), as upstream does.
+            if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+                let grace = grace_period(pod);
+                if let Err(message) =
+                    run_hook(node, c, &id, hook, &state.ips, &pod.annotations().clone(), grace)
+                        .await
+                {
+                    node.events.record(
+                        pod,
+                        EventType::Warning,
+                        "FailedPostStartHook",
+                        format!("PostStartHook failed: {message}"),
+                    );
+                    let _ = node.runtime.stop_container(&id, grace).await;
+                }
+            }
             let status = node.runtime.container_status(&id).await.ok();
             state.containers.insert(c.name.clone(), record);
             status
@@ -960,6 +977,51 @@ async fn build_status(
     status
 }
 
+fn grace_period(pod: &Pod) -> Duration {
+    let seconds = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+    Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
+}
+
+/// Runs a lifecycle hook (exec in the container, httpGet or tcpSocket against the pod, or
+/// sleep) within `timeout`; the failure message when it fails.
+async fn run_hook(
+    node: &NodeHandle,
+    c: &Container,
+    container_id: &str,
+    hook: &k8s_openapi::api::core::v1::LifecycleHandler,
+    pod_ips: &[String],
+    annotations: &BTreeMap<String, String>,
+    timeout: Duration,
+) -> Result<(), String> {
+    if let Some(sleep) = &hook.sleep {
+        let seconds = u64::try_from(sleep.seconds).unwrap_or(0);
+        tokio::time::sleep(Duration::from_secs(seconds).min(timeout)).await;
+        return Ok(());
+    }
+    // A hook is a probe's action run once.
+    let probe = k8s_openapi::api::core::v1::Probe {
+        exec: hook.exec.clone(),
+        http_get: hook.http_get.clone(),
+        tcp_socket: hook.tcp_socket.clone(),
+        ..Default::default()
+    };
+    let request = ProbeRequest {
+        kind: ProbeKind::Liveness,
+        container_name: &c.name,
+        container_id,
+        probe: &probe,
+        pod_ips,
+        container_ports: c.ports.as_deref().unwrap_or_default(),
+        timeout,
+        pod_annotations: annotations,
+    };
+    match tokio::time::timeout(timeout, node.runtime.probe(&request)).await {
+        Ok(ProbeResult::Success) => Ok(()),
+        Ok(ProbeResult::Failure(message)) => Err(message),
+        Err(_) => Err(format!("the hook did not finish within {}s", timeout.as_secs())),
+    }
+}
+
 /// Stops the pod (its grace period given to the runtime), posts the final status and deletes it
 /// from the API with grace 0.
 async fn terminate(node: &NodeHandle, pod: &Pod, state: &mut PodState) {
@@ -969,6 +1031,32 @@ async fn terminate(node: &NodeHandle, pod: &Pod, state: &mut PodState) {
         .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
         .unwrap_or(30);
     let timeout = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
+    let deadline = tokio::time::Instant::now() + timeout;
+    // preStop hooks first, all at once, within the grace period; the containers get what is
+    // left of it.
+    let spec = pod.spec.clone().unwrap_or_default();
+    let annotations = pod.annotations().clone();
+    let hooks = spec.containers.iter().filter_map(|c| {
+        let hook = c.lifecycle.as_ref()?.pre_stop.as_ref()?;
+        let record = state.containers.get(&c.name)?;
+        let id = record.id.clone()?;
+        Some((c, id, hook))
+    });
+    let runs = hooks.map(|(c, id, hook)| {
+        let (ips, annotations) = (&state.ips, &annotations);
+        async move {
+            if let Err(message) = run_hook(node, c, &id, hook, ips, annotations, timeout).await {
+                node.events.record(
+                    pod,
+                    EventType::Warning,
+                    "FailedPreStopHook",
+                    format!("PreStopHook failed: {message}"),
+                );
+            }
+        }
+    });
+    let _ = tokio::time::timeout_at(deadline, futures::future::join_all(runs)).await;
+    let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
     let ids: Vec<String> = state.containers.values().filter_map(|r| r.id.clone()).collect();
     for (name, record) in &state.containers {
         if record.id.is_some() {
