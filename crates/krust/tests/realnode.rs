@@ -53,16 +53,22 @@ fn kubectl_stdin(server: &KrustServer, version: &str, args: &[&str], input: &str
 
 /// `kubectl logs -f pod` until a line equal to `until` arrives; everything read.
 fn follow_logs(server: &KrustServer, pod: &str, until: &str, timeout: Duration) -> String {
+    stream_lines(server, &["logs", "-f", pod], until, timeout)
+}
+
+/// Runs `kubectl <args>` until a line starting with `until` arrives (or `timeout`), then
+/// stops it; everything it printed.
+fn stream_lines(server: &KrustServer, args: &[&str], until: &str, timeout: Duration) -> String {
     use std::io::BufRead as _;
     let mut child =
         std::process::Command::new(krust_testsupport::tool(&format!("kubectl-{KUBECTL}")))
             .arg("--kubeconfig")
             .arg(server.kubeconfig())
-            .args(["logs", "-f", pod])
+            .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("kubectl logs -f");
+            .expect("kubectl");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -79,7 +85,7 @@ fn follow_logs(server: &KrustServer, pod: &str, until: &str, timeout: Duration) 
     {
         seen.push_str(&line);
         seen.push('\n');
-        if line == until {
+        if line.starts_with(until) {
             break;
         }
     }
@@ -162,6 +168,19 @@ fn pods_run_for_real_on_containerd() {
         node.log()
     );
     let cidr = node_ready["spec"]["podCIDR"].as_str().expect("podCIDR").to_owned();
+    server.wait_for(DEADLINE, "the node's images in its status", || {
+        let n = server.get_json(KUBECTL, &["get", "node", "node-1"]).ok()?;
+        n["status"]["images"]
+            .as_array()?
+            .iter()
+            .any(|i| {
+                i["sizeBytes"].as_u64().is_some_and(|s| s > 0)
+                    && i["names"].as_array().is_some_and(|names| {
+                        names.iter().any(|n| n == "docker.io/library/busybox:latest")
+                    })
+            })
+            .then_some(())
+    });
     let prefix = cidr.rsplit_once('.').expect("ipv4 cidr").0.to_owned();
 
     // A Deployment of two web servers behind a Service, serving a configMap volume.
@@ -378,6 +397,9 @@ fn pods_run_for_real_on_containerd() {
         );
         assert_eq!(piped.trim(), "12", "kubectl {version} exec -i");
     }
+    // attach: the running container's output, live.
+    let attached = stream_lines(&server, &["attach", "talker"], "tick", Duration::from_secs(30));
+    assert!(attached.lines().any(|l| l.starts_with("tick ")), "{attached}");
     let web_pod = pods[0]["metadata"]["name"].as_str().expect("name").to_owned();
     let mut forward =
         std::process::Command::new(krust_testsupport::tool(&format!("kubectl-{KUBECTL}")))

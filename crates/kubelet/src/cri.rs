@@ -536,6 +536,26 @@ impl Runtime for CriRuntime {
         Ok(removed)
     }
 
+    async fn list_images(&self) -> RuntimeResult<Vec<(Vec<String>, u64)>> {
+        let images = self
+            .images
+            .clone()
+            .list_images(cri::ListImagesRequest { filter: None })
+            .await
+            .map_err(failed)?
+            .into_inner()
+            .images;
+        Ok(images
+            .into_iter()
+            .map(|i| {
+                let mut names = i.repo_digests;
+                names.extend(i.repo_tags);
+                (names, i.size)
+            })
+            .filter(|(names, _)| !names.is_empty())
+            .collect())
+    }
+
     async fn pull_image(&self, image: &str) -> RuntimeResult<String> {
         let spec = cri::ImageSpec { image: image.to_owned(), ..Default::default() };
         let present = self

@@ -101,13 +101,11 @@ pub async fn run(
         r = registrations.try_next() => r?,
     } {
         let (config, node) = registered;
-        if let Some(k) = kubelets.get(&config.name) {
-            k.set_node(node.clone()).await;
-        }
-        let client = client.clone();
-        let stop = stop.clone();
+        let Some(k) = kubelets.get(&config.name) else { continue };
+        k.set_node(node.clone()).await;
+        let (client, stop, runtime) = (client.clone(), stop.clone(), k.handle.runtime.clone());
         tasks.spawn(async move {
-            node::heartbeat(client, config, node, stop).await;
+            node::heartbeat(client, config, node, runtime, stop).await;
             Ok(())
         });
     }

@@ -200,7 +200,23 @@ pub async fn register(client: &kube::Client, config: &NodeConfig) -> Result<Node
         }
         Err(e) => return Err(e.into()),
     };
-    post_status(client, config, Some(&existing)).await
+    post_status(client, config, Some(&existing), None).await
+}
+
+/// `status.images` as upstream's kubelet reports them: the 50 largest, largest first.
+pub async fn images(runtime: &dyn crate::Runtime) -> Option<Value> {
+    let mut images = runtime.list_images().await.ok()?;
+    if images.is_empty() {
+        return None;
+    }
+    images.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    images.truncate(50);
+    Some(Value::Array(
+        images
+            .into_iter()
+            .map(|(names, size)| json!({"names": names, "sizeBytes": size}))
+            .collect(),
+    ))
 }
 
 /// Posts the full node status.
@@ -208,9 +224,14 @@ pub async fn post_status(
     client: &kube::Client,
     config: &NodeConfig,
     previous: Option<&Node>,
+    images: Option<&Value>,
 ) -> Result<Node> {
     let api: Api<Node> = Api::all(client.clone());
-    let patch = json!({"status": config.status(Timestamp::now(), previous)});
+    let mut status = config.status(Timestamp::now(), previous);
+    if let Some(images) = images {
+        status["images"] = images.clone();
+    }
+    let patch = json!({"status": status});
     Ok(api.patch_status(&config.name, &PatchParams::default(), &Patch::Strategic(&patch)).await?)
 }
 
@@ -269,8 +290,16 @@ pub async fn heartbeat(
     client: kube::Client,
     config: NodeConfig,
     mut node: Node,
+    runtime: std::sync::Arc<dyn crate::Runtime>,
     stop: CancellationToken,
 ) {
+    let mut posted_images = images(runtime.as_ref()).await;
+    if posted_images.is_some() {
+        match post_status(&client, &config, Some(&node), posted_images.as_ref()).await {
+            Ok(updated) => node = updated,
+            Err(e) => tracing::debug!(node = %config.name, error = %e, "cannot post node status"),
+        }
+    }
     let uid = node.uid().unwrap_or_default();
     let mut lease = None;
     let mut last_report = tokio::time::Instant::now();
@@ -284,11 +313,15 @@ pub async fn heartbeat(
         if let Err(e) = renew_lease(&client, &config, &uid, &mut lease).await {
             tracing::debug!(node = %config.name, error = %e, "cannot renew the node lease");
         }
-        if last_report.elapsed() >= config.status_report_interval {
-            match post_status(&client, &config, Some(&node)).await {
+        // The full status every report interval, and at once when the images changed.
+        let current_images = images(runtime.as_ref()).await;
+        if last_report.elapsed() >= config.status_report_interval || current_images != posted_images
+        {
+            match post_status(&client, &config, Some(&node), current_images.as_ref()).await {
                 Ok(updated) => {
                     node = updated;
                     last_report = tokio::time::Instant::now();
+                    posted_images = current_images;
                 }
                 Err(e) => {
                     tracing::debug!(node = %config.name, error = %e, "cannot post node status")

@@ -185,6 +185,12 @@ pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
         Ok(0)
     }
 
+    /// The images present, as `status.images` lists them: their names (tags and digests)
+    /// and size in bytes.
+    async fn list_images(&self) -> RuntimeResult<Vec<(Vec<String>, u64)>> {
+        Ok(Vec::new())
+    }
+
     /// Makes `image` present; returns the image reference (digest) containers report.
     async fn pull_image(&self, image: &str) -> RuntimeResult<String>;
 
