@@ -454,6 +454,42 @@ fn pods_run_for_real_on_containerd() {
         kubectl(&server, &["get", "events", "--field-selector", "involvedObject.name=missing"]);
     assert!(events.contains("Failed to pull image \"registry.invalid/nothing:1\""), "{events}");
 
+    // imagePullPolicy Never with an image that is not there.
+    server
+        .create(
+            KUBECTL,
+            &json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "never", "namespace": "default"},
+                "spec": {"containers": [{"name": "c", "image": "busybox:0.0", "imagePullPolicy": "Never"}]}
+            }),
+        )
+        .expect("pod");
+    server.wait_for(DEADLINE, "ErrImageNeverPull", || {
+        let pod = server.get_json(KUBECTL, &["get", "pod", "never"]).ok()?;
+        let waiting = &container_status(&pod, "c")["state"]["waiting"];
+        (waiting["reason"] == "ErrImageNeverPull"
+            && waiting["message"]
+                == "Container image \"busybox:0.0\" is not present with pull policy of Never")
+            .then_some(())
+    });
+    kubectl(&server, &["delete", "pod", "never"]);
+
+    // exec -it: a terminal in the container (kubectl run under `script` for a pty of its own).
+    let tty = std::process::Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "{} --kubeconfig {} exec -it talker -- sh -c 'tty; stty size'",
+            krust_testsupport::tool(&format!("kubectl-{KUBECTL}")).display(),
+            server.kubeconfig().display()
+        ))
+        .arg("/dev/null")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script");
+    let tty_out = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty_out.contains("/dev/pts/"), "exec -it has no terminal: {tty_out:?}");
+
     // The agent dies (SIGKILL) and comes back: it adopts the running containers (same IDs,
     // no restart), and removes the pod deleted meanwhile.
     let before: Vec<(String, Value)> = server
@@ -540,9 +576,19 @@ fn pods_run_for_real_on_containerd() {
         &server,
         &["delete", "pod", "lively", "envy", "missing", "after", "talker", "--wait=false"],
     );
+    let mut left = String::new();
     server.wait_for(DEADLINE, "every pod gone from the API", || {
         let list = server.get_json(KUBECTL, &["get", "pods"]).ok()?;
-        list["items"].as_array()?.is_empty().then_some(())
+        let names: Vec<&str> = list["items"]
+            .as_array()?
+            .iter()
+            .filter_map(|p| p["metadata"]["name"].as_str())
+            .collect();
+        if names.join(",") != left {
+            left = names.join(",");
+            eprintln!("pods left: {left}");
+        }
+        names.is_empty().then_some(())
     });
     server.wait_for(DEADLINE, "every pod process gone from the node", || {
         node.pod_processes().is_empty().then_some(())

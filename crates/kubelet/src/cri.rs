@@ -278,6 +278,20 @@ impl CriRuntime {
         Ok((sandbox.id, Some(running.id)))
     }
 
+    /// The id of `image` when it is present.
+    async fn image_id(&self, image: &str) -> RuntimeResult<Option<String>> {
+        let spec = cri::ImageSpec { image: image.to_owned(), ..Default::default() };
+        Ok(self
+            .images
+            .clone()
+            .image_status(cri::ImageStatusRequest { image: Some(spec), verbose: false })
+            .await
+            .map_err(failed)?
+            .into_inner()
+            .image
+            .map(|found| found.id))
+    }
+
     /// The runtime's streaming URL for an exec (CRI `Exec`).
     pub async fn exec_url(
         &self,
@@ -556,19 +570,15 @@ impl Runtime for CriRuntime {
             .collect())
     }
 
+    async fn image_present(&self, image: &str) -> RuntimeResult<bool> {
+        Ok(self.image_id(image).await?.is_some())
+    }
+
     async fn pull_image(&self, image: &str) -> RuntimeResult<String> {
-        let spec = cri::ImageSpec { image: image.to_owned(), ..Default::default() };
-        let present = self
-            .images
-            .clone()
-            .image_status(cri::ImageStatusRequest { image: Some(spec.clone()), verbose: false })
-            .await
-            .map_err(failed)?
-            .into_inner()
-            .image;
-        if let Some(found) = present {
-            return Ok(found.id);
+        if let Some(id) = self.image_id(image).await? {
+            return Ok(id);
         }
+        let spec = cri::ImageSpec { image: image.to_owned(), ..Default::default() };
         let pulled = self
             .images
             .clone()

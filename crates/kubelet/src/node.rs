@@ -293,13 +293,8 @@ pub async fn heartbeat(
     runtime: std::sync::Arc<dyn crate::Runtime>,
     stop: CancellationToken,
 ) {
-    let mut posted_images = images(runtime.as_ref()).await;
-    if posted_images.is_some() {
-        match post_status(&client, &config, Some(&node), posted_images.as_ref()).await {
-            Ok(updated) => node = updated,
-            Err(e) => tracing::debug!(node = %config.name, error = %e, "cannot post node status"),
-        }
-    }
+    // What the last posted status listed (the first tick posts the images, if any).
+    let mut posted_images: Option<Value> = None;
     let uid = node.uid().unwrap_or_default();
     let mut lease = None;
     let mut last_report = tokio::time::Instant::now();
@@ -324,7 +319,7 @@ pub async fn heartbeat(
                     posted_images = current_images;
                 }
                 Err(e) => {
-                    tracing::debug!(node = %config.name, error = %e, "cannot post node status")
+                    tracing::info!(node = %config.name, error = %e, "cannot post node status; retrying")
                 }
             }
         }

@@ -513,6 +513,19 @@ async fn ensure(
     }
     // Start it (again).
     let image = c.image.clone().unwrap_or_default();
+    if c.image_pull_policy.as_deref() == Some("Never")
+        && !node.runtime.image_present(&image).await.unwrap_or(false)
+    {
+        let message =
+            format!("Container image \"{image}\" is not present with pull policy of Never");
+        if record.waiting.as_ref().is_none_or(|(r, _)| r != "ErrImageNeverPull") {
+            node.events.record(pod, EventType::Warning, "ErrImageNeverPull", message.clone());
+        }
+        record.waiting = Some(("ErrImageNeverPull".into(), message));
+        state.containers.insert(c.name.clone(), record);
+        *wake = Some(now.checked_add(SignedDuration::from_secs(10)).unwrap_or(now));
+        return None;
+    }
     // Upstream's image pull back-off: a failed pull is retried after 10 s doubling to 5 min;
     // meanwhile the container waits in ImagePullBackOff.
     if let Some(until) = record.pull_backoff_until
@@ -1025,6 +1038,7 @@ async fn run_hook(
 /// Stops the pod (its grace period given to the runtime), posts the final status and deletes it
 /// from the API with grace 0.
 async fn terminate(node: &NodeHandle, pod: &Pod, state: &mut PodState) {
+    tracing::info!(pod = %pod.name_any(), namespace = ?pod.namespace(), "killing the pod");
     let grace = pod
         .metadata
         .deletion_grace_period_seconds
@@ -1085,8 +1099,11 @@ async fn terminate(node: &NodeHandle, pod: &Pod, state: &mut PodState) {
         preconditions: Some(Preconditions { uid: pod.uid(), resource_version: None }),
         ..DeleteParams::default()
     };
-    if let Err(e) = api.delete(&pod.name_any(), &params).await {
-        tracing::debug!(pod = %pod.name_any(), error = %e, "cannot finish the pod's deletion");
+    match api.delete(&pod.name_any(), &params).await {
+        Ok(_) => tracing::info!(pod = %pod.name_any(), "pod killed and removed"),
+        Err(e) => {
+            tracing::info!(pod = %pod.name_any(), error = %e, "cannot finish the pod's deletion")
+        }
     }
 }
 

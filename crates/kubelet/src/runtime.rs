@@ -191,6 +191,11 @@ pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
         Ok(Vec::new())
     }
 
+    /// Whether `image` is present (for `imagePullPolicy: Never`).
+    async fn image_present(&self, _image: &str) -> RuntimeResult<bool> {
+        Ok(true)
+    }
+
     /// Makes `image` present; returns the image reference (digest) containers report.
     async fn pull_image(&self, image: &str) -> RuntimeResult<String>;
 
