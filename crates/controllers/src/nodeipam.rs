@@ -188,21 +188,31 @@ impl Controller {
     }
 
     async fn sync(&self, key: &ObjectKey) -> Result<()> {
-        let Some(node) = self.nodes.get(key) else { return Ok(()) };
-        if pod_cidr(&node).is_some() {
+        let Some(cached) = self.nodes.get(key) else { return Ok(()) };
+        if pod_cidr(&cached).is_some() {
+            return Ok(());
+        }
+        // The cache may lag behind our own last write: decide on a fresh read, and write with
+        // its resourceVersion, so that a node never gets a second range.
+        let api: Api<Node> = Api::all(self.client.clone());
+        let Some(node) = api.get_opt(&cached.name_any()).await? else { return Ok(()) };
+        if let Some(cidr) = pod_cidr(&node) {
+            self.lock().occupy(cidr);
             return Ok(());
         }
         let Some(cidr) = self.lock().allocate() else {
             self.events.record(
-                node.as_ref(),
+                &node,
                 EventType::Normal,
                 "CIDRNotAvailable",
                 format!("Node {} status is now: CIDRNotAvailable", node.name_any()),
             );
             return Ok(());
         };
-        let patch = json!({"spec": {"podCIDR": cidr.to_string(), "podCIDRs": [cidr.to_string()]}});
-        let api: Api<Node> = Api::all(self.client.clone());
+        let patch = json!({
+            "metadata": {"resourceVersion": node.resource_version()},
+            "spec": {"podCIDR": cidr.to_string(), "podCIDRs": [cidr.to_string()]}
+        });
         match api.patch(&node.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
             Ok(_) => Ok(()),
             Err(e) => {
