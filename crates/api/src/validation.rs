@@ -13,7 +13,8 @@ use crate::labels::Selector;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
     pub field: String,
-    /// `FieldValueRequired`, `FieldValueInvalid`, `FieldValueNotSupported`, `FieldValueDuplicate`.
+    /// `FieldValueRequired`, `FieldValueInvalid`, `FieldValueNotSupported`, `FieldValueDuplicate`,
+    /// `FieldValueForbidden`.
     pub reason: &'static str,
     /// Everything after `<field>: `.
     pub detail: String,
@@ -44,6 +45,14 @@ impl FieldError {
         }
     }
 
+    fn forbidden(field: impl Into<String>, why: &str) -> Self {
+        Self {
+            field: field.into(),
+            reason: "FieldValueForbidden",
+            detail: format!("Forbidden: {why}"),
+        }
+    }
+
     fn duplicate(field: impl Into<String>, value: &str) -> Self {
         Self {
             field: field.into(),
@@ -51,6 +60,29 @@ impl FieldError {
             detail: format!("Duplicate value: \"{value}\""),
         }
     }
+}
+
+/// The rules an update must follow beside [`validate`]'s (fields that may be set once).
+pub fn validate_update(group: &str, kind: &str, old: &Value, new: &Value) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if (group, kind) == ("", "Node") {
+        // A node's pod range is set once (upstream's ValidateNodeUpdate).
+        for field in ["podCIDR", "podCIDRs"] {
+            let before = old.pointer(&format!("/spec/{field}"));
+            let unset = |v: Option<&Value>| {
+                v.is_none_or(|v| {
+                    v.is_null() || v.as_str() == Some("") || v.as_array().is_some_and(Vec::is_empty)
+                })
+            };
+            if !unset(before) && before != new.pointer(&format!("/spec/{field}")) {
+                errors.push(FieldError::forbidden(
+                    format!("spec.{field}"),
+                    "node updates may not change podCIDR except from \"\" to valid",
+                ));
+            }
+        }
+    }
+    errors
 }
 
 /// The errors of a new or updated object of `group`/`kind` (after defaulting).
@@ -382,6 +414,27 @@ mod tests {
                 "spec.ports[0].name: Required value",
                 "spec.ports[1].port: Invalid value: 70000: must be between 1 and 65535, inclusive"
             ]
+        );
+    }
+
+    #[test]
+    fn a_node_pod_range_is_set_once() {
+        let node = |cidr: Option<&str>| match cidr {
+            Some(c) => serde_json::json!({"spec": {"podCIDR": c, "podCIDRs": [c]}}),
+            None => serde_json::json!({"spec": {}}),
+        };
+        assert!(validate_update("", "Node", &node(None), &node(Some("10.42.0.0/24"))).is_empty());
+        assert!(
+            validate_update("", "Node", &node(Some("10.42.0.0/24")), &node(Some("10.42.0.0/24")))
+                .is_empty()
+        );
+        let errors =
+            validate_update("", "Node", &node(Some("10.42.0.0/24")), &node(Some("10.42.1.0/24")));
+        assert_eq!(errors.len(), 2);
+        assert_eq!(errors[0].field, "spec.podCIDR");
+        assert_eq!(
+            errors[0].detail,
+            "Forbidden: node updates may not change podCIDR except from \"\" to valid"
         );
     }
 }

@@ -414,7 +414,17 @@ async fn write_tracked(
     let mut merged = merge_for_update(ctx, &old, new);
     super::defaults::normalize(ctx.resource.group, ctx.resource.kind, &mut merged);
     if ctx.req.subresource.is_none() {
-        validate_kind(ctx, meta_str(&merged, "name").unwrap_or_default(), &merged)?;
+        let name = meta_str(&merged, "name").unwrap_or_default().to_owned();
+        validate_kind(ctx, &name, &merged)?;
+        let errors = krust_api::validation::validate_update(
+            ctx.resource.group,
+            ctx.resource.kind,
+            &old,
+            &merged,
+        );
+        if !errors.is_empty() {
+            return Err(ctx.invalid_fields(&name, &errors));
+        }
     }
     if track {
         managed_fields::record_update(ctx, Some(&old), &mut merged).await?;
