@@ -139,6 +139,7 @@ mod tests {
             resource: "configmaps".into(),
             name: None,
             subresource: None,
+            subpath: None,
             verb: Verb::Create,
         };
         m.observe(&req, StatusCode::CREATED, Duration::from_millis(3));

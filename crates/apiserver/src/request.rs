@@ -13,6 +13,8 @@ pub struct ResourceRequest {
     pub resource: String,
     pub name: Option<String>,
     pub subresource: Option<String>,
+    /// What follows `proxy/` (`nodes/<name>/proxy/stats/summary` → `stats/summary`).
+    pub subpath: Option<String>,
     pub verb: Verb,
 }
 
@@ -111,6 +113,11 @@ pub fn parse(method: &Method, path: &str, watch_param: bool) -> Option<ApiPath> 
             parts.drain(..2);
         }
     }
+    let mut subpath = None;
+    if parts.len() > 3 && parts[2] == "proxy" {
+        subpath = Some(parts[3..].join("/"));
+        parts.truncate(3);
+    }
     if parts.len() > 3 {
         return None;
     }
@@ -136,6 +143,7 @@ pub fn parse(method: &Method, path: &str, watch_param: bool) -> Option<ApiPath> 
         resource,
         name,
         subresource,
+        subpath,
         verb,
     }))
 }

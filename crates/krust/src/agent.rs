@@ -131,6 +131,7 @@ pub async fn serve(
                 names: vec![name.clone()],
             };
             let node = krust_kubelet::server::Node {
+                node_name: name.clone(),
                 pod_logs_dir: args.pod_logs_dir.clone(),
                 runtime: runtime.clone(),
             };

@@ -397,6 +397,21 @@ fn pods_run_for_real_on_containerd() {
         );
         assert_eq!(piped.trim(), "12", "kubectl {version} exec -i");
     }
+    // The kubelet's summary API through the API server's node proxy.
+    let summary = server.wait_for(DEADLINE, "talker in /stats/summary", || {
+        let raw = server
+            .kubectl(KUBECTL)
+            .args(["get", "--raw", "/api/v1/nodes/node-1/proxy/stats/summary"])
+            .run()
+            .ok()?;
+        let summary: Value = serde_json::from_str(&raw).ok()?;
+        let pod =
+            summary["pods"].as_array()?.iter().find(|p| p["podRef"]["name"] == "talker")?.clone();
+        (pod["containers"][0]["cpu"]["usageCoreNanoSeconds"].as_u64()? > 0).then_some(pod)
+    });
+    assert!(summary["memory"]["workingSetBytes"].as_u64().is_some_and(|b| b > 0), "{summary}");
+    assert_eq!(summary["containers"][0]["name"], "c", "{summary}");
+
     // attach: the running container's output, live.
     let attached = stream_lines(&server, &["attach", "talker"], "tick", Duration::from_secs(30));
     assert!(attached.lines().any(|l| l.starts_with("tick ")), "{attached}");

@@ -71,3 +71,53 @@ fn walk(dir: &Path, visit: &mut dyn FnMut(&Path)) {
         }
     }
 }
+
+/// A cgroup's memory and CPU figures (the summary API's), where the kernel tells them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub memory_bytes: Option<u64>,
+    /// Usage minus inactive file pages (what the eviction manager and `top` count).
+    pub working_set_bytes: Option<u64>,
+    pub cpu_nanoseconds: Option<u64>,
+}
+
+fn read(path: PathBuf) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+fn stat_field(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The usage of `cgroup` (an absolute cgroup path).
+pub fn usage(cgroup: &str) -> Usage {
+    let relative = cgroup.trim_start_matches('/');
+    let root = Path::new(ROOT);
+    if root.join("cgroup.controllers").exists() {
+        let dir = root.join(relative);
+        let memory = read(dir.join("memory.current")).and_then(|s| s.trim().parse::<u64>().ok());
+        let inactive = read(dir.join("memory.stat")).and_then(|s| stat_field(&s, "inactive_file"));
+        let cpu = read(dir.join("cpu.stat"))
+            .and_then(|s| stat_field(&s, "usage_usec"))
+            .map(|us| us * 1000);
+        return Usage {
+            memory_bytes: memory,
+            working_set_bytes: memory.map(|m| m.saturating_sub(inactive.unwrap_or(0))),
+            cpu_nanoseconds: cpu,
+        };
+    }
+    let memory_dir = root.join("memory").join(relative);
+    let memory =
+        read(memory_dir.join("memory.usage_in_bytes")).and_then(|s| s.trim().parse::<u64>().ok());
+    let inactive =
+        read(memory_dir.join("memory.stat")).and_then(|s| stat_field(&s, "total_inactive_file"));
+    let cpu = ["cpuacct", "cpu,cpuacct"]
+        .iter()
+        .find_map(|c| read(root.join(c).join(relative).join("cpuacct.usage")))
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    Usage {
+        memory_bytes: memory,
+        working_set_bytes: memory.map(|m| m.saturating_sub(inactive.unwrap_or(0))),
+        cpu_nanoseconds: cpu,
+    }
+}

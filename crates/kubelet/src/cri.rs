@@ -27,6 +27,17 @@ pub const POD_NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
 pub const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
 pub const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
 
+/// A pod running on the node, as the summary API reports it.
+#[derive(Debug, Clone)]
+pub struct RunningPod {
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    pub cgroup: String,
+    /// Each running container's name and cgroup.
+    pub containers: Vec<(String, String)>,
+}
+
 /// Which streams an exec or attach carries.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Streams {
@@ -369,6 +380,49 @@ impl CriRuntime {
             c.metadata.as_ref().is_some_and(|m| m.attempt == attempt)
                 && c.state == cri::ContainerState::ContainerRunning as i32
         })
+    }
+
+    /// The running pods (ready sandboxes) with their running containers, for the summary
+    /// API: pod name, namespace, UID, and each container's name and cgroup.
+    pub async fn running_pods(&self) -> RuntimeResult<Vec<RunningPod>> {
+        let sandboxes = self
+            .rt()
+            .list_pod_sandbox(cri::ListPodSandboxRequest {
+                filter: Some(cri::PodSandboxFilter {
+                    state: Some(cri::PodSandboxStateValue {
+                        state: cri::PodSandboxState::SandboxReady as i32,
+                    }),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map_err(failed)?
+            .into_inner()
+            .items;
+        let mut pods = Vec::new();
+        for sandbox in sandboxes {
+            let label = |k: &str| sandbox.labels.get(k).cloned().unwrap_or_default();
+            let uid = label(POD_UID_LABEL);
+            if uid.is_empty() {
+                continue;
+            }
+            let cgroup = self.pod_cgroup(&uid);
+            let containers = self
+                .containers_of(&sandbox.id)
+                .await?
+                .into_iter()
+                .filter(|c| c.state == cri::ContainerState::ContainerRunning as i32)
+                .filter_map(|c| Some((c.metadata?.name, format!("{cgroup}/{}", c.id))))
+                .collect();
+            pods.push(RunningPod {
+                name: label(POD_NAME_LABEL),
+                namespace: label(POD_NAMESPACE_LABEL),
+                uid,
+                cgroup,
+                containers,
+            });
+        }
+        Ok(pods)
     }
 
     /// The pod's cgroup (cgroupfs driver): `<cgroup-root>/kubepods/pod<uid>`.

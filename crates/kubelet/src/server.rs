@@ -37,6 +37,7 @@ pub struct TlsConfig {
 /// What the endpoints read.
 #[derive(Debug, Clone)]
 pub struct Node {
+    pub node_name: String,
     pub pod_logs_dir: PathBuf,
     pub runtime: Arc<CriRuntime>,
 }
@@ -209,6 +210,7 @@ async fn route(node: &Node, req: Request<hyper::body::Incoming>) -> Response<Bod
     }
     match segments.as_slice() {
         ["healthz"] => text(StatusCode::OK, "ok"),
+        ["stats", "summary"] => summary(node).await,
         ["containerLogs", namespace, pod, container] => match LogOptions::from_query(&query) {
             Ok(options) => container_logs(node, namespace, pod, container, options).await,
             Err(message) => text(StatusCode::BAD_REQUEST, &message),
@@ -334,6 +336,73 @@ async fn proxy_upgrade(mut req: Request<hyper::body::Incoming>, url: &str) -> Re
     *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     *answer.headers_mut() = response.headers().clone();
     answer
+}
+
+/// `/stats/summary` (upstream's summary API, reduced to CPU and memory): the node, and each
+/// running pod and container, from their cgroups.
+async fn summary(node: &Node) -> Response<Body> {
+    let pods = match node.runtime.running_pods().await {
+        Ok(p) => p,
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let now = Timestamp::now().to_string();
+    let stats = |u: crate::cgroups::Usage| {
+        (
+            serde_json::json!({"time": now, "usageCoreNanoSeconds": u.cpu_nanoseconds}),
+            serde_json::json!({"time": now, "usageBytes": u.memory_bytes, "workingSetBytes": u.working_set_bytes}),
+        )
+    };
+    let pods: Vec<serde_json::Value> = pods
+        .into_iter()
+        .map(|p| {
+            let (cpu, memory) = stats(crate::cgroups::usage(&p.cgroup));
+            let containers: Vec<serde_json::Value> = p
+                .containers
+                .iter()
+                .map(|(name, cgroup)| {
+                    let (cpu, memory) = stats(crate::cgroups::usage(cgroup));
+                    serde_json::json!({"name": name, "cpu": cpu, "memory": memory})
+                })
+                .collect();
+            serde_json::json!({
+                "podRef": {"name": p.name, "namespace": p.namespace, "uid": p.uid},
+                "cpu": cpu,
+                "memory": memory,
+                "containers": containers,
+            })
+        })
+        .collect();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib = |key: &str| {
+        meminfo.lines().find_map(|l| {
+            l.strip_prefix(key)?
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .map(|k| k * 1024)
+        })
+    };
+    let (total, available) = (kib("MemTotal:"), kib("MemAvailable:"));
+    let body = serde_json::json!({
+        "node": {
+            "nodeName": node.node_name,
+            "memory": {
+                "time": now,
+                "availableBytes": available,
+                "usageBytes": total.zip(available).map(|(t, a)| t.saturating_sub(a)),
+                "workingSetBytes": total.zip(available).map(|(t, a)| t.saturating_sub(a)),
+            },
+        },
+        "pods": pods,
+    });
+    let mut response = text(StatusCode::OK, &body.to_string());
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// `kubectl logs` options (upstream's `PodLogOptions`).

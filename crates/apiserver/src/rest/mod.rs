@@ -227,6 +227,11 @@ async fn serve_ctx(ctx: &Ctx<'_>, body: Body) -> ApiResult {
             return subresource::evict(ctx, read_body(body).await?).await;
         }
         (Some("log"), Verb::Get) if is_pods => return node_proxy::pod_log(ctx).await,
+        (Some("proxy"), Verb::Get)
+            if ctx.resource.group.is_empty() && ctx.resource.plural == "nodes" =>
+        {
+            return node_proxy::node_get(ctx).await;
+        }
         (Some(sub @ ("exec" | "attach" | "portforward")), Verb::Get | Verb::Create) if is_pods => {
             return node_proxy::stream(ctx, sub).await;
         }

@@ -225,15 +225,24 @@ async fn kubelet_of<'a>(
     pod: &Value,
     name: &str,
 ) -> ApiResult<(&'a KubeletClient, String, u16)> {
+    let Some(node_name) = str_at(pod, "/spec/nodeName").filter(|n| !n.is_empty()) else {
+        return Err(Status::bad_request(format!("pod {name} does not have a host assigned")));
+    };
+    let node = node_of(ctx, node_name).await?;
+    kubelet_endpoint(ctx, &node, node_name)
+}
+
+/// The kubelet of `node`: the client to reach it, its address and port.
+fn kubelet_endpoint<'a>(
+    ctx: &'a Ctx<'_>,
+    node: &Value,
+    node_name: &str,
+) -> ApiResult<(&'a KubeletClient, String, u16)> {
     let client = ctx
         .state
         .kubelet_client
         .as_ref()
         .ok_or_else(|| Status::service_unavailable("this API server has no kubelet client"))?;
-    let Some(node_name) = str_at(pod, "/spec/nodeName").filter(|n| !n.is_empty()) else {
-        return Err(Status::bad_request(format!("pod {name} does not have a host assigned")));
-    };
-    let node = node_of(ctx, node_name).await?;
     let address = node
         .pointer("/status/addresses")
         .and_then(Value::as_array)
@@ -353,6 +362,23 @@ pub async fn pod_log(ctx: &Ctx<'_>) -> ApiResult {
         });
     }
     Ok(response)
+}
+
+/// `GET /api/v1/nodes/{name}/proxy/{path}`: the kubelet's `/{path}` (e.g. `stats/summary`).
+pub async fn node_get(ctx: &Ctx<'_>) -> ApiResult {
+    let name = ctx.name().to_owned();
+    let node = super::read::get_object(ctx, &name).await?;
+    let (client, address, port) = kubelet_endpoint(ctx, &node, &name)?;
+    let query = ctx.params.raw_query.as_deref().filter(|q| !q.is_empty());
+    let path = format!(
+        "/{}{}",
+        ctx.req.subpath.as_deref().unwrap_or(""),
+        query.map(|q| format!("?{q}")).unwrap_or_default()
+    );
+    client
+        .get(&address, port, &path)
+        .await
+        .map_err(|e| Status::service_unavailable(format!("error trying to reach service: {e}")))
 }
 
 /// The Node object `name` (from the cluster-scoped `nodes`).
