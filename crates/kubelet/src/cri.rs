@@ -225,6 +225,28 @@ impl CriRuntime {
         })
     }
 
+    /// The ready sandboxes with these labels.
+    async fn ready_sandboxes(
+        &self,
+        label_selector: HashMap<String, String>,
+    ) -> RuntimeResult<Vec<cri::PodSandbox>> {
+        Ok(self
+            .rt()
+            .list_pod_sandbox(cri::ListPodSandboxRequest {
+                filter: Some(cri::PodSandboxFilter {
+                    state: Some(cri::PodSandboxStateValue {
+                        state: cri::PodSandboxState::SandboxReady as i32,
+                    }),
+                    label_selector,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map_err(failed)?
+            .into_inner()
+            .items)
+    }
+
     /// The containers of a sandbox.
     async fn containers_of(&self, sandbox: &str) -> RuntimeResult<Vec<cri::Container>> {
         Ok(self
@@ -250,24 +272,14 @@ impl CriRuntime {
         container: Option<&str>,
     ) -> RuntimeResult<(String, Option<String>)> {
         let sandboxes = self
-            .rt()
-            .list_pod_sandbox(cri::ListPodSandboxRequest {
-                filter: Some(cri::PodSandboxFilter {
-                    state: Some(cri::PodSandboxStateValue {
-                        state: cri::PodSandboxState::SandboxReady as i32,
-                    }),
-                    label_selector: [
-                        (POD_NAME_LABEL.to_owned(), name.to_owned()),
-                        (POD_NAMESPACE_LABEL.to_owned(), namespace.to_owned()),
-                    ]
-                    .into(),
-                    ..Default::default()
-                }),
-            })
-            .await
-            .map_err(failed)?
-            .into_inner()
-            .items;
+            .ready_sandboxes(
+                [
+                    (POD_NAME_LABEL.to_owned(), name.to_owned()),
+                    (POD_NAMESPACE_LABEL.to_owned(), namespace.to_owned()),
+                ]
+                .into(),
+            )
+            .await?;
         let sandbox = sandboxes.into_iter().max_by_key(|s| s.created_at).ok_or_else(|| {
             RuntimeError::NotFound(format!("pod {namespace}/{name} is not running on this node"))
         })?;
@@ -385,20 +397,7 @@ impl CriRuntime {
     /// The running pods (ready sandboxes) with their running containers, for the summary
     /// API: pod name, namespace, UID, and each container's name and cgroup.
     pub async fn running_pods(&self) -> RuntimeResult<Vec<RunningPod>> {
-        let sandboxes = self
-            .rt()
-            .list_pod_sandbox(cri::ListPodSandboxRequest {
-                filter: Some(cri::PodSandboxFilter {
-                    state: Some(cri::PodSandboxStateValue {
-                        state: cri::PodSandboxState::SandboxReady as i32,
-                    }),
-                    ..Default::default()
-                }),
-            })
-            .await
-            .map_err(failed)?
-            .into_inner()
-            .items;
+        let sandboxes = self.ready_sandboxes(HashMap::new()).await?;
         let mut pods = Vec::new();
         for sandbox in sandboxes {
             let label = |k: &str| sandbox.labels.get(k).cloned().unwrap_or_default();
@@ -537,21 +536,8 @@ impl Runtime for CriRuntime {
     }
 
     async fn adopt(&self, config: &SandboxConfig) -> RuntimeResult<Option<Adopted>> {
-        let sandboxes = self
-            .rt()
-            .list_pod_sandbox(cri::ListPodSandboxRequest {
-                filter: Some(cri::PodSandboxFilter {
-                    state: Some(cri::PodSandboxStateValue {
-                        state: cri::PodSandboxState::SandboxReady as i32,
-                    }),
-                    label_selector: [(POD_UID_LABEL.to_owned(), config.uid.clone())].into(),
-                    ..Default::default()
-                }),
-            })
-            .await
-            .map_err(failed)?
-            .into_inner()
-            .items;
+        let sandboxes =
+            self.ready_sandboxes([(POD_UID_LABEL.to_owned(), config.uid.clone())].into()).await?;
         let Some(found) = sandboxes.into_iter().max_by_key(|s| s.created_at) else {
             return Ok(None);
         };
