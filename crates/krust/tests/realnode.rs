@@ -397,6 +397,44 @@ fn pods_run_for_real_on_containerd() {
         );
         assert_eq!(piped.trim(), "12", "kubectl {version} exec -i");
     }
+    // securityContext: the pod's user, the container's read-only root and dropped
+    // capabilities.
+    server
+        .create(
+            KUBECTL,
+            &json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "secure", "namespace": "default"},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "securityContext": {"runAsUser": 65534, "runAsGroup": 65534},
+                    "containers": [{
+                        "name": "c", "image": "busybox", "command": ["sleep", "3600"],
+                        "securityContext": {"readOnlyRootFilesystem": true,
+                                            "allowPrivilegeEscalation": false,
+                                            "capabilities": {"drop": ["ALL"]}}
+                    }]
+                }
+            }),
+        )
+        .expect("pod");
+    server.wait_for(DEADLINE, "secure Running", || {
+        let pod = server.get_json(KUBECTL, &["get", "pod", "secure"]).ok()?;
+        (pod["status"]["phase"] == "Running").then_some(())
+    });
+    let ids = kubectl(
+        &server,
+        &["exec", "secure", "--", "sh", "-c", "id -u; id -g; grep CapEff /proc/self/status"],
+    );
+    assert_eq!(ids.lines().take(2).collect::<Vec<_>>(), ["65534", "65534"], "{ids}");
+    assert!(ids.contains("CapEff:\t0000000000000000"), "{ids}");
+    let write = server
+        .kubectl(KUBECTL)
+        .args(["exec", "secure", "--", "touch", "/x"])
+        .output()
+        .expect("kubectl");
+    assert!(!write.status.success(), "the root filesystem is writable");
+
     // The kubelet's summary API through the API server's node proxy.
     let summary = server.wait_for(DEADLINE, "talker in /stats/summary", || {
         let raw = server
@@ -589,7 +627,17 @@ fn pods_run_for_real_on_containerd() {
     kubectl(&server, &["delete", "deployment", "web"]);
     kubectl(
         &server,
-        &["delete", "pod", "lively", "envy", "missing", "after", "talker", "--wait=false"],
+        &[
+            "delete",
+            "pod",
+            "lively",
+            "envy",
+            "missing",
+            "after",
+            "talker",
+            "secure",
+            "--wait=false",
+        ],
     );
     let mut left = String::new();
     server.wait_for(DEADLINE, "every pod gone from the API", || {

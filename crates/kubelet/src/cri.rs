@@ -469,6 +469,27 @@ impl CriRuntime {
     }
 }
 
+/// CRI's form of a container's security settings.
+fn container_security(security: &crate::runtime::Security) -> cri::LinuxContainerSecurityContext {
+    let capabilities = (!security.add_capabilities.is_empty()
+        || !security.drop_capabilities.is_empty())
+    .then(|| cri::Capability {
+        add_capabilities: security.add_capabilities.clone(),
+        drop_capabilities: security.drop_capabilities.clone(),
+        ..Default::default()
+    });
+    cri::LinuxContainerSecurityContext {
+        capabilities,
+        privileged: security.privileged,
+        run_as_user: security.run_as_user.map(|value| cri::Int64Value { value }),
+        run_as_group: security.run_as_group.map(|value| cri::Int64Value { value }),
+        readonly_rootfs: security.read_only_root_filesystem,
+        supplemental_groups: security.supplemental_groups.clone(),
+        no_new_privs: security.no_new_privileges,
+        ..Default::default()
+    }
+}
+
 /// The container's runtime state in CRI's terms, as the kubelet reports it.
 fn container_state(s: &cri::ContainerStatus) -> ContainerState {
     match cri::ContainerState::try_from(s.state) {
@@ -746,7 +767,7 @@ impl Runtime for CriRuntime {
                         memory_limit_in_bytes: r.memory_limit_bytes.unwrap_or(0),
                         ..Default::default()
                     }),
-                    security_context: Some(cri::LinuxContainerSecurityContext::default()),
+                    security_context: Some(container_security(&config.security)),
                 }),
                 ..Default::default()
             }),

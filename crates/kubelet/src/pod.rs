@@ -239,7 +239,31 @@ async fn container_config(
         pod_annotations: pod.metadata.annotations.clone().unwrap_or_default(),
         resources: resources(c),
         mounts,
+        security: security(pod, c),
     })
+}
+
+/// The container's securityContext, with the pod's as the default (upstream's merge).
+fn security(pod: &Pod, c: &Container) -> crate::runtime::Security {
+    let pod_ctx = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let ctx = c.security_context.as_ref();
+    let caps = ctx.and_then(|x| x.capabilities.as_ref());
+    crate::runtime::Security {
+        run_as_user: ctx
+            .and_then(|x| x.run_as_user)
+            .or_else(|| pod_ctx.and_then(|p| p.run_as_user)),
+        run_as_group: ctx
+            .and_then(|x| x.run_as_group)
+            .or_else(|| pod_ctx.and_then(|p| p.run_as_group)),
+        supplemental_groups: pod_ctx
+            .and_then(|p| p.supplemental_groups.clone())
+            .unwrap_or_default(),
+        privileged: ctx.and_then(|x| x.privileged) == Some(true),
+        read_only_root_filesystem: ctx.and_then(|x| x.read_only_root_filesystem) == Some(true),
+        no_new_privileges: ctx.and_then(|x| x.allow_privilege_escalation) == Some(false),
+        add_capabilities: caps.and_then(|c| c.add.clone()).unwrap_or_default(),
+        drop_capabilities: caps.and_then(|c| c.drop.clone()).unwrap_or_default(),
+    }
 }
 
 /// The pod's `/etc/hosts` (upstream's kubelet-managed file): localhost, and the pod's own

@@ -95,6 +95,21 @@ pub struct ContainerConfig {
     pub resources: Resources,
     /// The pod's volumes (and its `/etc/hosts`) as this container mounts them.
     pub mounts: Vec<Mount>,
+    pub security: Security,
+}
+
+/// A container's security settings (its securityContext over the pod's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Security {
+    pub run_as_user: Option<i64>,
+    pub run_as_group: Option<i64>,
+    pub supplemental_groups: Vec<i64>,
+    pub privileged: bool,
+    pub read_only_root_filesystem: bool,
+    /// `allowPrivilegeEscalation: false`.
+    pub no_new_privileges: bool,
+    pub add_capabilities: Vec<String>,
+    pub drop_capabilities: Vec<String>,
 }
 
 /// A host path bind-mounted into a container.
