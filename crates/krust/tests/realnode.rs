@@ -528,6 +528,29 @@ fn pods_run_for_real_on_containerd() {
     });
     kubectl(&server, &["delete", "pod", "never"]);
 
+    // The termination message a container leaves in /dev/termination-log.
+    server
+        .create(
+            KUBECTL,
+            &json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "farewell", "namespace": "default"},
+                "spec": {"restartPolicy": "Never", "containers": [{
+                    "name": "c", "image": "busybox",
+                    "command": ["sh", "-c", "echo 'goodbye world' > /dev/termination-log; exit 2"]
+                }]}
+            }),
+        )
+        .expect("pod");
+    let farewell = server.wait_for(DEADLINE, "farewell Failed", || {
+        let pod = server.get_json(KUBECTL, &["get", "pod", "farewell"]).ok()?;
+        (pod["status"]["phase"] == "Failed").then_some(pod)
+    });
+    let terminated = &container_status(&farewell, "c")["state"]["terminated"];
+    assert_eq!(terminated["exitCode"], 2, "{farewell}");
+    assert_eq!(terminated["message"], "goodbye world\n", "{farewell}");
+    kubectl(&server, &["delete", "pod", "farewell"]);
+
     // exec -it: a terminal in the container (kubectl run under `script` for a pty of its own).
     let tty = std::process::Command::new("script")
         .args(["-qec"])

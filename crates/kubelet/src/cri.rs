@@ -490,6 +490,20 @@ fn container_security(security: &crate::runtime::Security) -> cri::LinuxContaine
     }
 }
 
+/// The annotation naming a container's termination message path (upstream's kubelet sets it
+/// too); the file is the container's mount at that path.
+pub const TERMINATION_MESSAGE_PATH_ANNOTATION: &str =
+    "io.kubernetes.container.terminationMessagePath";
+
+/// What the container wrote to its termination message file (at most 4 KiB, as upstream).
+fn termination_message(s: &cri::ContainerStatus) -> Option<String> {
+    let path = s.annotations.get(TERMINATION_MESSAGE_PATH_ANNOTATION)?;
+    let mount = s.mounts.iter().find(|m| &m.container_path == path)?;
+    let bytes = std::fs::read(&mount.host_path).ok()?;
+    let bytes = &bytes[..bytes.len().min(4096)];
+    (!bytes.is_empty()).then(|| String::from_utf8_lossy(bytes).into_owned())
+}
+
 /// The container's runtime state in CRI's terms, as the kubelet reports it.
 fn container_state(s: &cri::ContainerStatus) -> ContainerState {
     match cri::ContainerState::try_from(s.state) {
@@ -505,7 +519,8 @@ fn container_state(s: &cri::ContainerStatus) -> ContainerState {
             } else {
                 s.reason.clone()
             },
-            message: (!s.message.is_empty()).then(|| s.message.clone()),
+            message: termination_message(s)
+                .or_else(|| (!s.message.is_empty()).then(|| s.message.clone())),
         },
         Ok(cri::ContainerState::ContainerUnknown) => ContainerState::Exited {
             started_at: ns_time(s.started_at),
@@ -748,6 +763,11 @@ impl Runtime for CriRuntime {
                     .map(|(key, value)| cri::KeyValue { key: key.clone(), value: value.clone() })
                     .collect(),
                 labels,
+                annotations: config
+                    .termination_message_path
+                    .iter()
+                    .map(|p| (TERMINATION_MESSAGE_PATH_ANNOTATION.to_owned(), p.clone()))
+                    .collect(),
                 log_path,
                 mounts: config
                     .mounts

@@ -228,6 +228,32 @@ async fn container_config(
             read_only: false,
         });
     }
+    // The termination message file: one per container instance, mounted at its path.
+    let mut termination_message_path = None;
+    if let Some(root) = &node.root_dir {
+        let path =
+            c.termination_message_path.clone().unwrap_or_else(|| "/dev/termination-log".into());
+        let host = crate::volumes::pod_dir(root, &pod.uid().unwrap_or_default())
+            .join("containers")
+            .join(&c.name)
+            .join(format!("{attempt}-termination-log"));
+        let created = host
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&host, b""))
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o666))
+            });
+        if created.is_ok() && !mounts.iter().any(|m| m.container_path == path) {
+            mounts.push(crate::runtime::Mount {
+                container_path: path.clone(),
+                host_path: host,
+                read_only: false,
+            });
+            termination_message_path = Some(path);
+        }
+    }
     Ok(ContainerConfig {
         name: c.name.clone(),
         image: c.image.clone().unwrap_or_default(),
@@ -240,6 +266,7 @@ async fn container_config(
         resources: resources(c),
         mounts,
         security: security(pod, c),
+        termination_message_path,
     })
 }
 

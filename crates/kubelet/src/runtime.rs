@@ -96,6 +96,8 @@ pub struct ContainerConfig {
     /// The pod's volumes (and its `/etc/hosts`) as this container mounts them.
     pub mounts: Vec<Mount>,
     pub security: Security,
+    /// Where the container writes its termination message (a mount of `mounts`).
+    pub termination_message_path: Option<String>,
 }
 
 /// A container's security settings (its securityContext over the pod's).
