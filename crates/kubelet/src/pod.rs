@@ -99,6 +99,8 @@ struct PodState {
     volume_error: Option<String>,
     /// The pod's UID (its volumes' directory), once synced.
     uid: Option<String>,
+    /// The `/etc/hosts` last written for the pod.
+    hosts: Option<String>,
 }
 
 impl std::fmt::Debug for NodeHandle {
@@ -351,13 +353,17 @@ async fn ensure_volumes(
     if state.sandbox.is_some() {
         let path = crate::volumes::pod_dir(root, &pod.uid().unwrap_or_default()).join("etc-hosts");
         let hosts = etc_hosts(pod, &state.ips);
-        if std::fs::read_to_string(&path).ok().as_deref() != Some(hosts.as_str()) {
+        // Written when it changes (kept in memory: no file read at every relist).
+        if state.hosts.as_deref() != Some(hosts.as_str()) {
             let written = path
                 .parent()
                 .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|()| std::fs::write(&path, hosts));
-            if let Err(e) = written {
-                tracing::warn!(path = %path.display(), error = %e, "cannot write the pod's /etc/hosts");
+                .and_then(|()| std::fs::write(&path, &hosts));
+            match written {
+                Ok(()) => state.hosts = Some(hosts),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot write the pod's /etc/hosts")
+                }
             }
         }
     }

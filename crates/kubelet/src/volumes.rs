@@ -149,27 +149,22 @@ async fn projection(
     default_mode: Option<i32>,
     host_ip: &str,
 ) -> Result<Files> {
-    if let Some(cm) = &source.config_map {
-        return config_map_files(
-            client,
-            namespace,
-            &cm.name,
-            cm.items.as_deref(),
-            default_mode,
-            cm.optional == Some(true),
-        )
-        .await;
-    }
-    if let Some(secret) = &source.secret {
-        return secret_files(
-            client,
-            namespace,
-            &secret.name,
-            secret.items.as_deref(),
-            default_mode,
-            secret.optional == Some(true),
-        )
-        .await;
+    // configMap and secret: a key→bytes map through `items`.
+    let keyed = if let Some(cm) = &source.config_map {
+        let data = config_map_data(client, namespace, &cm.name).await?;
+        Some(("configmap", &cm.name, cm.items.as_deref(), cm.optional, data))
+    } else if let Some(secret) = &source.secret {
+        let data = secret_data(client, namespace, &secret.name).await?;
+        Some(("secret", &secret.name, secret.items.as_deref(), secret.optional, data))
+    } else {
+        None
+    };
+    if let Some((kind, name, items, optional, data)) = keyed {
+        return match data {
+            Some(data) => select(kind, name, data, items, default_mode),
+            None if optional == Some(true) => Ok(Files::new()),
+            None => Err(VolumeError::Failed(format!("{kind} \"{name}\" not found"))),
+        };
     }
     if let Some(downward) = &source.downward_api {
         return downward_files(
@@ -219,49 +214,38 @@ fn select(
     }
 }
 
-async fn config_map_files(
+/// A ConfigMap's data and binaryData, if it exists.
+async fn config_map_data(
     client: &kube::Client,
     namespace: &str,
     name: &str,
-    items: Option<&[KeyToPath]>,
-    default_mode: Option<i32>,
-    optional: bool,
-) -> Result<Files> {
+) -> Result<Option<BTreeMap<String, Vec<u8>>>> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let Some(cm) = api.get_opt(name).await.map_err(|e| VolumeError::Failed(e.to_string()))? else {
-        if optional {
-            return Ok(Files::new());
-        }
-        return Err(VolumeError::Failed(format!("configmap \"{name}\" not found")));
-    };
-    let mut data: BTreeMap<String, Vec<u8>> =
-        cm.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
-    data.extend(cm.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
-    select("configmap", name, data, items, default_mode)
+    let found = api.get_opt(name).await.map_err(|e| VolumeError::Failed(e.to_string()))?;
+    Ok(found.map(|cm| {
+        let mut data: BTreeMap<String, Vec<u8>> =
+            cm.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+        data.extend(cm.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
+        data
+    }))
 }
 
-async fn secret_files(
+/// A Secret's data (and stringData), if it exists.
+async fn secret_data(
     client: &kube::Client,
     namespace: &str,
     name: &str,
-    items: Option<&[KeyToPath]>,
-    default_mode: Option<i32>,
-    optional: bool,
-) -> Result<Files> {
+) -> Result<Option<BTreeMap<String, Vec<u8>>>> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let Some(secret) = api.get_opt(name).await.map_err(|e| VolumeError::Failed(e.to_string()))?
-    else {
-        if optional {
-            return Ok(Files::new());
-        }
-        return Err(VolumeError::Failed(format!("secret \"{name}\" not found")));
-    };
-    let mut data: BTreeMap<String, Vec<u8>> =
-        secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
-    data.extend(
-        secret.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())),
-    );
-    select("secret", name, data, items, default_mode)
+    let found = api.get_opt(name).await.map_err(|e| VolumeError::Failed(e.to_string()))?;
+    Ok(found.map(|secret| {
+        let mut data: BTreeMap<String, Vec<u8>> =
+            secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+        data.extend(
+            secret.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())),
+        );
+        data
+    }))
 }
 
 fn downward_files(
