@@ -1,146 +1,112 @@
-//! The garbage collector, for the ownership chains the built-in controllers make (Deployment →
-//! ReplicaSet → Pod, ReplicationController → Pod, Service → EndpointSlice, Node → Lease and
-//! mirror Pod): a dependent whose owners are all gone is deleted (Background), one that keeps
-//! another owner only loses the dangling reference; an owner deleted with the `orphan`
-//! finalizer has the references to it removed from its dependents, one deleted with
-//! `foregroundDeletion` waits until its dependents are gone; then the finalizer is removed.
+//! The garbage collector (upstream's `garbagecollector` controller), over every resource the
+//! API server serves — found through discovery, custom resources included, re-discovered as
+//! resources come and go — watched as metadata only:
+//! - a dependent whose owners are all gone is deleted (Background); one that keeps another
+//!   owner only loses the dangling references;
+//! - an owner deleted with the `orphan` finalizer has the references to it removed from its
+//!   dependents, then loses the finalizer;
+//! - an owner deleted with `foregroundDeletion` has its dependents deleted (those that own
+//!   objects themselves in the foreground too) and loses the finalizer once no dependent with
+//!   `blockOwnerDeletion` is left.
 //!
 //! An owner counts as gone only when a read from the API server says so (not found, or another
-//! UID), never on the word of a cache; owners of kinds outside this set are never presumed gone.
-//! Upstream's collector covers every resource through discovery — see the notes.
+//! UID), never on the word of a cache; owners of kinds the server does not serve are never
+//! presumed gone. Events are not collected (as upstream).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use kube::{Resource, ResourceExt as _};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use serde_json::json;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
+use crate::discovery::{Resources, Served};
+use crate::informer::Metadata;
 use crate::replicaset::is_status;
-use crate::{Context, Informer, Result};
+use crate::{Context, Informer, ObjectKey, Result};
 
 /// The index of objects by the UIDs of all their owners.
 const OWNER_UID_INDEX: &str = "owner-uid";
 
-fn owner_uids<K: Resource>(object: &K) -> Vec<String> {
-    object.meta().owner_references.iter().flatten().map(|r| r.uid.clone()).collect()
+/// How often owners and dependents are checked.
+const PASS_PERIOD: Duration = Duration::from_secs(2);
+
+/// Discovery runs again every this many passes (new and removed resources).
+const PASSES_PER_DISCOVERY: u32 = 5;
+
+/// Resources never collected (upstream's default ignored resources).
+const IGNORED: &[(&str, &str)] = &[("", "events"), ("events.k8s.io", "events")];
+
+/// The verbs a resource needs to be watched and collected.
+const VERBS: &[&str] = &["list", "watch", "delete", "patch"];
+
+fn owner_uids(object: &Metadata) -> Vec<String> {
+    object.metadata.owner_references.iter().flatten().map(|r| r.uid.clone()).collect()
 }
 
-/// One kind the collector knows, as owner and as dependent.
-trait Kind:
-    Resource<DynamicType = ()>
-    + Clone
-    + DeserializeOwned
-    + Serialize
-    + std::fmt::Debug
-    + Send
-    + Sync
-    + 'static
-{
+/// One watched resource.
+struct Monitor {
+    served: Served,
+    informer: Arc<Informer<Metadata>>,
+    stop: CancellationToken,
 }
-impl<K> Kind for K where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static
-{
+
+impl Monitor {
+    fn api(&self, client: &kube::Client, namespace: Option<&str>) -> Api<DynamicObject> {
+        match namespace.filter(|_| self.served.namespaced) {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &self.served.resource),
+            None => Api::all_with(client.clone(), &self.served.resource),
+        }
+    }
 }
+
+/// A dependent found through the owner index.
+struct Dependent {
+    monitor: Arc<Monitor>,
+    object: Arc<Metadata>,
+}
+
+/// The watched resources, by group and kind.
+type Monitors = HashMap<(String, String), Arc<Monitor>>;
 
 #[derive(Clone)]
 struct Collector {
     client: kube::Client,
-    pods: Arc<Informer<Pod>>,
-    replica_sets: Arc<Informer<ReplicaSet>>,
-    slices: Arc<Informer<EndpointSlice>>,
-    deployments: Arc<Informer<Deployment>>,
-    controllers: Arc<Informer<ReplicationController>>,
-    services: Arc<Informer<Service>>,
-    nodes: Arc<Informer<Node>>,
+    resources: Arc<Resources>,
+    /// By group and kind.
+    monitors: Arc<RwLock<Monitors>>,
+    stop: CancellationToken,
 }
 
 pub(crate) fn start(ctx: &Context, tasks: &mut JoinSet<Result<()>>) {
-    let client = ctx.client.clone();
     let collector = Collector {
         client: ctx.client.clone(),
-        pods: ctx.informers.get::<Pod>(),
-        replica_sets: ctx.informers.get::<ReplicaSet>(),
-        slices: ctx.informers.get::<EndpointSlice>(),
-        deployments: ctx.informers.get::<Deployment>(),
-        controllers: ctx.informers.get::<ReplicationController>(),
-        services: ctx.informers.get::<Service>(),
-        nodes: ctx.informers.get::<Node>(),
+        resources: Arc::default(),
+        monitors: Arc::default(),
+        stop: ctx.stop.clone(),
     };
-    let leases =
-        ctx.informers.get_or_insert(crate::nodelifecycle::NODE_LEASE_NAMESPACE.to_owned(), || {
-            Informer::new(
-                Api::namespaced(client, crate::nodelifecycle::NODE_LEASE_NAMESPACE),
-                Default::default(),
-            )
-        });
-    collector.pods.add_index(OWNER_UID_INDEX, owner_uids::<Pod>);
-    collector.replica_sets.add_index(OWNER_UID_INDEX, owner_uids::<ReplicaSet>);
-    collector.slices.add_index(OWNER_UID_INDEX, owner_uids::<EndpointSlice>);
-    leases.add_index(OWNER_UID_INDEX, owner_uids::<Lease>);
     let stop = ctx.stop.clone();
     tasks.spawn(async move {
-        collector.pods.wait_synced().await;
-        collector.replica_sets.wait_synced().await;
-        collector.slices.wait_synced().await;
-        collector.deployments.wait_synced().await;
-        collector.controllers.wait_synced().await;
-        collector.services.wait_synced().await;
-        collector.nodes.wait_synced().await;
-        leases.wait_synced().await;
-        let c = collector.clone();
-        let leases = leases.clone();
-        crate::every(Duration::from_secs(2), stop, "garbage collection", move || {
-            let c = c.clone();
-            let leases = leases.clone();
-            async move { c.pass(&leases).await }
+        let passes = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let result = crate::every(PASS_PERIOD, stop, "garbage collection", || {
+            let c = collector.clone();
+            let passes = passes.clone();
+            async move {
+                let n = passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n.is_multiple_of(PASSES_PER_DISCOVERY) {
+                    c.resources.refresh(&c.client).await?;
+                    c.sync_monitors();
+                }
+                c.pass().await
+            }
         })
-        .await
+        .await;
+        collector.stop_monitors();
+        result
     });
-}
-
-/// Whether `reference` (from an object in `namespace`) names an owner this collector can
-/// vouch for, and if so whether that owner is gone (read from the API server).
-async fn owner_gone(
-    client: &kube::Client,
-    namespace: &str,
-    r: &OwnerReference,
-) -> Result<Option<bool>> {
-    async fn check<K: Kind>(api: Api<K>, r: &OwnerReference) -> Result<Option<bool>> {
-        Ok(Some(match api.get_opt(&r.name).await? {
-            None => true,
-            Some(owner) => owner.meta().uid.as_deref() != Some(r.uid.as_str()),
-        }))
-    }
-    match (r.api_version.as_str(), r.kind.as_str()) {
-        ("apps/v1", "Deployment") => {
-            check::<Deployment>(Api::namespaced(client.clone(), namespace), r).await
-        }
-        ("apps/v1", "ReplicaSet") => {
-            check::<ReplicaSet>(Api::namespaced(client.clone(), namespace), r).await
-        }
-        ("v1", "ReplicationController") => {
-            check::<ReplicationController>(Api::namespaced(client.clone(), namespace), r).await
-        }
-        ("v1", "Service") => check::<Service>(Api::namespaced(client.clone(), namespace), r).await,
-        ("v1", "Node") => check::<Node>(Api::all(client.clone()), r).await,
-        _ => Ok(None),
-    }
 }
 
 fn has_finalizer(meta: &ObjectMeta, name: &str) -> bool {
@@ -148,210 +114,256 @@ fn has_finalizer(meta: &ObjectMeta, name: &str) -> bool {
 }
 
 impl Collector {
-    async fn pass(&self, leases: &Informer<Lease>) -> Result<()> {
+    /// Watches every collectable resource discovery found, and stops watching those gone.
+    fn sync_monitors(&self) {
+        let wanted: Vec<Served> = self
+            .resources
+            .all()
+            .into_iter()
+            .filter(|s| s.supports(VERBS))
+            .filter(|s| !IGNORED.contains(&(s.resource.group.as_str(), s.resource.plural.as_str())))
+            .collect();
+        let mut monitors = self.monitors.write().unwrap_or_else(PoisonError::into_inner);
+        let keys: Vec<(String, String)> =
+            wanted.iter().map(|s| (s.resource.group.clone(), s.resource.kind.clone())).collect();
+        monitors.retain(|key, monitor| {
+            let keep = keys.contains(key);
+            if !keep {
+                monitor.stop.cancel();
+            }
+            keep
+        });
+        for served in wanted {
+            let key = (served.resource.group.clone(), served.resource.kind.clone());
+            if monitors.get(&key).is_some_and(|m| m.served.resource == served.resource) {
+                continue;
+            }
+            if let Some(old) = monitors.remove(&key) {
+                old.stop.cancel();
+            }
+            let informer = Arc::new(Informer::metadata(self.client.clone(), &served.resource));
+            informer.add_index(OWNER_UID_INDEX, owner_uids);
+            let stop = self.stop.child_token();
+            let resource = served.group_resource();
+            tokio::spawn({
+                let informer = informer.clone();
+                let stop = stop.clone();
+                async move {
+                    if let Err(e) = informer.run(stop).await {
+                        tracing::debug!(%resource, error = %e, "garbage collector watch ended");
+                    }
+                }
+            });
+            monitors.insert(key, Arc::new(Monitor { served, informer, stop }));
+        }
+    }
+
+    fn stop_monitors(&self) {
+        let mut monitors = self.monitors.write().unwrap_or_else(PoisonError::into_inner);
+        for monitor in monitors.values() {
+            monitor.stop.cancel();
+        }
+        monitors.clear();
+    }
+
+    fn monitors(&self) -> Vec<Arc<Monitor>> {
+        self.monitors.read().unwrap_or_else(PoisonError::into_inner).values().cloned().collect()
+    }
+
+    fn monitor_of(&self, api_version: &str, kind: &str) -> Option<Arc<Monitor>> {
+        let group = crate::discovery::group_of(api_version).to_owned();
+        let monitors = self.monitors.read().unwrap_or_else(PoisonError::into_inner);
+        monitors.get(&(group, kind.to_owned())).cloned()
+    }
+
+    async fn pass(&self) -> Result<()> {
+        let monitors = self.monitors();
         // Owners being deleted with orphan or foreground finalizers.
-        self.finalize_owners(&self.deployments).await?;
-        self.finalize_owners(&self.replica_sets).await?;
-        self.finalize_owners(&self.controllers).await?;
-        self.finalize_owners(&self.services).await?;
+        for monitor in &monitors {
+            if !monitor.informer.has_synced() {
+                continue;
+            }
+            for owner in monitor.informer.list() {
+                let meta = &owner.metadata;
+                if meta.deletion_timestamp.is_some()
+                    && (has_finalizer(meta, "orphan") || has_finalizer(meta, "foregroundDeletion"))
+                {
+                    self.finalize_owner(monitor, &owner).await?;
+                }
+            }
+        }
         // Dependents whose owners are gone.
-        self.collect(&self.replica_sets).await?;
-        self.collect(&self.pods).await?;
-        self.collect(&self.slices).await?;
-        self.collect(leases).await?;
+        for monitor in &monitors {
+            if !monitor.informer.has_synced() {
+                continue;
+            }
+            for object in monitor.informer.list() {
+                let meta = &object.metadata;
+                if meta.owner_references.as_ref().is_some_and(|r| !r.is_empty())
+                    && meta.deletion_timestamp.is_none()
+                {
+                    self.collect(monitor, &object).await?;
+                }
+            }
+        }
         Ok(())
     }
 
-    /// The dependents of `uid` among the kinds collected.
-    fn dependents(&self, uid: &str) -> Vec<(String, String, &'static str, ObjectMeta)> {
+    /// The cached dependents of `uid`, of every resource.
+    fn dependents(&self, uid: &str) -> Vec<Dependent> {
         let mut out = Vec::new();
-        for p in self.pods.indexed(OWNER_UID_INDEX, uid) {
-            out.push((p.namespace().unwrap_or_default(), p.name_any(), "pods", p.metadata.clone()));
-        }
-        for r in self.replica_sets.indexed(OWNER_UID_INDEX, uid) {
-            out.push((
-                r.namespace().unwrap_or_default(),
-                r.name_any(),
-                "replicasets",
-                r.metadata.clone(),
-            ));
-        }
-        for s in self.slices.indexed(OWNER_UID_INDEX, uid) {
-            out.push((
-                s.namespace().unwrap_or_default(),
-                s.name_any(),
-                "endpointslices",
-                s.metadata.clone(),
-            ));
+        for monitor in self.monitors() {
+            for object in monitor.informer.indexed(OWNER_UID_INDEX, uid) {
+                out.push(Dependent { monitor: monitor.clone(), object });
+            }
         }
         out
     }
 
-    async fn finalize_owners<K>(&self, owners: &Informer<K>) -> Result<()>
-    where
-        K: Kind + Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    {
-        for owner in owners.list() {
-            let meta = owner.meta();
-            if meta.deletion_timestamp.is_none() {
-                continue;
+    async fn finalize_owner(&self, monitor: &Arc<Monitor>, owner: &Metadata) -> Result<()> {
+        let meta = &owner.metadata;
+        let uid = meta.uid.clone().unwrap_or_default();
+        let orphan = has_finalizer(meta, "orphan");
+        let dependents = self.dependents(&uid);
+        if orphan {
+            for d in &dependents {
+                self.remove_owner_refs(d, std::slice::from_ref(&uid)).await?;
             }
-            let uid = meta.uid.clone().unwrap_or_default();
-            let orphan = has_finalizer(meta, "orphan");
-            let foreground = has_finalizer(meta, "foregroundDeletion");
-            if !orphan && !foreground {
-                continue;
-            }
-            let dependents = self.dependents(&uid);
-            if orphan {
-                for (ns, name, resource, _) in &dependents {
-                    let patch = json!({"metadata": {"ownerReferences": [{"$patch": "delete", "uid": uid}]}});
-                    self.patch_dependent(ns, name, resource, &patch).await?;
-                }
-            } else {
-                // Foreground: the dependents go first (each in the foreground too).
-                for (ns, name, resource, dep) in &dependents {
-                    if dep.deletion_timestamp.is_none() {
-                        // Owners among them go in the foreground too; leaves (pods, slices) need
-                        // no finalizer of their own.
-                        let foreground = *resource == "replicasets";
-                        self.delete_dependent(ns, name, resource, dep.uid.clone(), foreground)
-                            .await?;
-                    }
-                }
-                let blocking = dependents.iter().any(|(_, _, _, d)| {
-                    d.owner_references
-                        .iter()
-                        .flatten()
-                        .any(|r| r.uid == uid && r.block_owner_deletion == Some(true))
-                });
-                if blocking {
-                    continue;
+        } else {
+            // Foreground: the dependents go first, owners among them in the foreground too.
+            for d in &dependents {
+                let dm = &d.object.metadata;
+                if dm.deletion_timestamp.is_none() {
+                    let owns = dm.uid.as_deref().is_some_and(|u| {
+                        self.monitors()
+                            .iter()
+                            .any(|m| !m.informer.indexed(OWNER_UID_INDEX, u).is_empty())
+                    });
+                    self.delete(&d.monitor, &d.object, owns).await?;
                 }
             }
-            let finalizer = if orphan { "orphan" } else { "foregroundDeletion" };
-            let remaining: Vec<String> =
-                meta.finalizers.iter().flatten().filter(|f| *f != finalizer).cloned().collect();
-            let api: Api<K> =
-                Api::namespaced(self.client.clone(), &owner.namespace().unwrap_or_default());
-            let patch = json!({"metadata": {"finalizers": remaining, "resourceVersion": meta.resource_version}});
-            match api.patch(&owner.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await
-            {
-                Ok(_) => {}
-                Err(e) if is_status(&e, 404) || is_status(&e, 409) => {}
-                Err(e) => return Err(e.into()),
+            let blocking = dependents.iter().any(|d| {
+                d.object
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|r| r.uid == uid && r.block_owner_deletion == Some(true))
+            });
+            if blocking {
+                return Ok(());
             }
         }
-        Ok(())
-    }
-
-    async fn collect<K: Kind>(&self, dependents: &Informer<K>) -> Result<()> {
-        for object in dependents.list() {
-            let meta = object.meta();
-            let refs = meta.owner_references.clone().unwrap_or_default();
-            if refs.is_empty() || meta.deletion_timestamp.is_some() {
-                continue;
-            }
-            let ns = object.namespace().unwrap_or_default();
-            // Cheap first look: skip objects whose owners are all in the caches.
-            let cached = refs.iter().all(|r| self.cached_alive(&ns, r));
-            if cached {
-                continue;
-            }
-            let mut gone = Vec::new();
-            let mut alive = 0;
-            for r in &refs {
-                match owner_gone(&self.client, &ns, r).await? {
-                    Some(true) => gone.push(r.uid.clone()),
-                    Some(false) | None => alive += 1,
-                }
-            }
-            if gone.is_empty() {
-                continue;
-            }
-            let resource = K::plural(&()).into_owned();
-            if alive == 0 {
-                self.delete_dependent(&ns, &object.name_any(), &resource, meta.uid.clone(), false)
-                    .await?;
-            } else {
-                let deletes: Vec<_> =
-                    gone.iter().map(|uid| json!({"$patch": "delete", "uid": uid})).collect();
-                let patch = json!({"metadata": {"ownerReferences": deletes}});
-                self.patch_dependent(&ns, &object.name_any(), &resource, &patch).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether the caches show the owner alive (a hint only: "not cached" is checked with a read).
-    fn cached_alive(&self, ns: &str, r: &OwnerReference) -> bool {
-        let key = crate::ObjectKey::namespaced(ns, &r.name);
-        let uid = |m: &ObjectMeta| m.uid.as_deref() == Some(r.uid.as_str());
-        match (r.api_version.as_str(), r.kind.as_str()) {
-            ("apps/v1", "Deployment") => {
-                self.deployments.get(&key).is_some_and(|o| uid(&o.metadata))
-            }
-            ("apps/v1", "ReplicaSet") => {
-                self.replica_sets.get(&key).is_some_and(|o| uid(&o.metadata))
-            }
-            ("v1", "ReplicationController") => {
-                self.controllers.get(&key).is_some_and(|o| uid(&o.metadata))
-            }
-            ("v1", "Service") => self.services.get(&key).is_some_and(|o| uid(&o.metadata)),
-            ("v1", "Node") => self
-                .nodes
-                .get(&crate::ObjectKey::cluster(&r.name))
-                .is_some_and(|o| uid(&o.metadata)),
-            // Kinds we cannot see are never presumed gone.
-            _ => true,
-        }
-    }
-
-    fn dynamic(&self, ns: &str, resource: &str) -> Option<Api<kube::api::DynamicObject>> {
-        let ar = match resource {
-            "pods" => kube::api::ApiResource::erase::<Pod>(&()),
-            "replicasets" => kube::api::ApiResource::erase::<ReplicaSet>(&()),
-            "endpointslices" => kube::api::ApiResource::erase::<EndpointSlice>(&()),
-            "leases" => kube::api::ApiResource::erase::<Lease>(&()),
-            _ => return None,
-        };
-        Some(Api::namespaced_with(self.client.clone(), ns, &ar))
-    }
-
-    async fn patch_dependent(
-        &self,
-        ns: &str,
-        name: &str,
-        resource: &str,
-        patch: &serde_json::Value,
-    ) -> Result<()> {
-        let Some(api) = self.dynamic(ns, resource) else { return Ok(()) };
-        match api.patch(name, &PatchParams::default(), &Patch::Strategic(patch)).await {
+        let finalizer = if orphan { "orphan" } else { "foregroundDeletion" };
+        let remaining: Vec<String> =
+            meta.finalizers.iter().flatten().filter(|f| *f != finalizer).cloned().collect();
+        let api = monitor.api(&self.client, meta.namespace.as_deref());
+        let patch = json!({"metadata": {"finalizers": remaining, "resourceVersion": meta.resource_version}});
+        let name = meta.name.clone().unwrap_or_default();
+        match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
             Ok(_) => Ok(()),
-            Err(e) if is_status(&e, 404) => Ok(()),
+            Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn delete_dependent(
-        &self,
-        ns: &str,
-        name: &str,
-        resource: &str,
-        uid: Option<String>,
-        foreground: bool,
-    ) -> Result<()> {
-        let Some(api) = self.dynamic(ns, resource) else { return Ok(()) };
+    async fn collect(&self, monitor: &Arc<Monitor>, object: &Arc<Metadata>) -> Result<()> {
+        let meta = &object.metadata;
+        let refs = meta.owner_references.clone().unwrap_or_default();
+        let ns = meta.namespace.as_deref();
+        // Cheap first look: skip objects whose owners are all in the caches.
+        if refs.iter().all(|r| self.cached_alive(ns, r)) {
+            return Ok(());
+        }
+        let mut gone = Vec::new();
+        let mut alive = 0;
+        for r in &refs {
+            match self.owner_gone(ns, r).await? {
+                Some(true) => gone.push(r.uid.clone()),
+                Some(false) | None => alive += 1,
+            }
+        }
+        if gone.is_empty() {
+            Ok(())
+        } else if alive == 0 {
+            self.delete(monitor, object, false).await
+        } else {
+            let dependent = Dependent { monitor: monitor.clone(), object: object.clone() };
+            self.remove_owner_refs(&dependent, &gone).await
+        }
+    }
+
+    /// Whether the caches show the owner alive (a hint only: "not cached" is checked with a
+    /// read). Kinds the server does not serve are never presumed gone.
+    fn cached_alive(&self, ns: Option<&str>, r: &OwnerReference) -> bool {
+        let Some(monitor) = self.monitor_of(&r.api_version, &r.kind) else { return true };
+        let key = match ns.filter(|_| monitor.served.namespaced) {
+            Some(ns) => ObjectKey::namespaced(ns, &r.name),
+            None => ObjectKey::cluster(&r.name),
+        };
+        monitor
+            .informer
+            .get(&key)
+            .is_some_and(|o| o.metadata.uid.as_deref() == Some(r.uid.as_str()))
+    }
+
+    /// Whether the owner `r` (of an object in `ns`) is gone, read from the API server; `None`
+    /// for kinds the server does not serve.
+    async fn owner_gone(&self, ns: Option<&str>, r: &OwnerReference) -> Result<Option<bool>> {
+        let Some(monitor) = self.monitor_of(&r.api_version, &r.kind) else { return Ok(None) };
+        let api = monitor.api(&self.client, ns);
+        Ok(Some(match api.get_metadata_opt(&r.name).await? {
+            None => true,
+            Some(owner) => owner.metadata.uid.as_deref() != Some(r.uid.as_str()),
+        }))
+    }
+
+    /// Removes the references to `uids` from a dependent: a strategic merge patch deleting them
+    /// by UID where the resource takes one, else a merge patch of the remaining list guarded by
+    /// the resourceVersion.
+    async fn remove_owner_refs(&self, d: &Dependent, uids: &[String]) -> Result<()> {
+        let meta = &d.object.metadata;
+        let name = meta.name.clone().unwrap_or_default();
+        let api = d.monitor.api(&self.client, meta.namespace.as_deref());
+        let deletes: Vec<_> =
+            uids.iter().map(|uid| json!({"$patch": "delete", "uid": uid})).collect();
+        let strategic = json!({"metadata": {"ownerReferences": deletes}});
+        let result = match api
+            .patch(&name, &PatchParams::default(), &Patch::Strategic(&strategic))
+            .await
+        {
+            Err(e) if is_status(&e, 415) => {
+                let remaining: Vec<&OwnerReference> = meta
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .filter(|r| !uids.contains(&r.uid))
+                    .collect();
+                let merge = json!({"metadata": {"ownerReferences": remaining, "resourceVersion": meta.resource_version}});
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&merge)).await
+            }
+            other => other,
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn delete(&self, monitor: &Monitor, object: &Metadata, foreground: bool) -> Result<()> {
+        let meta = &object.metadata;
+        let api = monitor.api(&self.client, meta.namespace.as_deref());
         let params = DeleteParams {
             propagation_policy: Some(if foreground {
                 kube::api::PropagationPolicy::Foreground
             } else {
                 kube::api::PropagationPolicy::Background
             }),
-            preconditions: Some(Preconditions { uid, resource_version: None }),
+            preconditions: Some(Preconditions { uid: meta.uid.clone(), resource_version: None }),
             ..DeleteParams::default()
         };
-        match api.delete(name, &params).await {
+        match api.delete(meta.name.as_deref().unwrap_or_default(), &params).await {
             Ok(_) => Ok(()),
             Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(()),
             Err(e) => Err(e.into()),

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
-use kube::api::Api;
+use kube::api::{Api, ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
 use kube::{Resource, ResourceExt as _};
@@ -344,6 +344,21 @@ where
                 Some(Ok(Event::Delete(object))) => self.delete(object),
             }
         }
+    }
+}
+
+/// Object metadata only, of a resource known at run time (upstream's metadata informers).
+pub type Metadata = PartialObjectMeta<DynamicObject>;
+
+impl Informer<Metadata> {
+    /// An informer of the metadata of `resource`'s objects, everywhere (the API server sends
+    /// `PartialObjectMetadata` only).
+    pub fn metadata(client: kube::Client, resource: &ApiResource) -> Self {
+        let name = match resource.group.as_str() {
+            "" => resource.plural.clone(),
+            group => format!("{}.{group}", resource.plural),
+        };
+        Self::named(Api::all_with(client, resource), watcher::Config::default(), name)
     }
 }
 

@@ -12,10 +12,12 @@
 //! they stop, drop their caches, and the manager campaigns again.
 
 mod deployment;
+mod discovery;
 mod endpoints;
 mod expectations;
 mod garbagecollector;
 mod informer;
+mod namespace;
 mod nodeipam;
 mod nodelifecycle;
 mod podgc;
@@ -138,6 +140,7 @@ const CONTROLLERS: &[(&str, Start)] = &[
     ("endpointslice", endpoints::start_slices),
     ("serviceaccount", serviceaccount::start),
     ("garbagecollector", garbagecollector::start),
+    ("namespace", namespace::start),
     ("nodeipam", nodeipam::start),
     ("nodelifecycle", nodelifecycle::start),
     ("taint-eviction-controller", tainteviction::start),

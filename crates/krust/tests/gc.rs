@@ -107,3 +107,119 @@ fn owners_take_their_dependents_along_unless_told_otherwise() {
         (rs["items"] == json!([]) && owned_pods(&server, "web") == 0).then_some(())
     });
 }
+
+fn uid_of(server: &KrustServer, args: &[&str]) -> String {
+    let object = server.get_json(KUBECTL, args).expect("get");
+    object["metadata"]["uid"].as_str().expect("a uid").to_owned()
+}
+
+fn owner(kind: &str, name: &str, uid: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": kind, "name": name, "uid": uid})
+}
+
+#[test]
+#[ignore = "end-to-end: real krust server, krust hollow and kubectl"]
+fn any_resource_owns_and_namespaces_are_emptied_before_they_go() {
+    let server = KrustServer::start(env!("CARGO_BIN_EXE_krust"), &[]).expect("server starts");
+    let _nodes = NodeProcess::hollow(env!("CARGO_BIN_EXE_krust"), &server, 1).expect("hollow");
+
+    // Kinds no built-in controller links: a ConfigMap owning a Secret and a ServiceAccount; the
+    // account keeps a second, live owner and only loses the dangling reference.
+    kubectl(&server, &["create", "configmap", "parent"]);
+    kubectl(&server, &["create", "configmap", "other"]);
+    let parent = uid_of(&server, &["get", "cm", "parent"]);
+    let other = uid_of(&server, &["get", "cm", "other"]);
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "child", "namespace": "default",
+                     "ownerReferences": [owner("ConfigMap", "parent", &parent)]},
+    });
+    server.create(KUBECTL, &secret).expect("secret");
+    let account = json!({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "shared", "namespace": "default", "ownerReferences": [
+            owner("ConfigMap", "parent", &parent), owner("ConfigMap", "other", &other)]},
+    });
+    server.create(KUBECTL, &account).expect("service account");
+    kubectl(&server, &["delete", "cm", "parent"]);
+    server.wait_for(DEADLINE, "the Secret collected", || {
+        (!exists(&server, "secret", "child")).then_some(())
+    });
+    let refs = server.wait_for(DEADLINE, "the dangling reference removed", || {
+        let sa = server.get_json(KUBECTL, &["get", "sa", "shared"]).ok()?;
+        let refs = sa["metadata"]["ownerReferences"].as_array()?.clone();
+        (refs.len() == 1).then_some(refs)
+    });
+    assert_eq!(refs[0]["name"], "other");
+
+    // An owner whose UID no longer matches is gone, even with its name taken again.
+    let stale = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "stale", "namespace": "default",
+                     "ownerReferences": [owner("ConfigMap", "other", "00000000-0000-0000-0000-000000000000")]},
+    });
+    server.create(KUBECTL, &stale).expect("secret");
+    server.wait_for(DEADLINE, "the Secret of a replaced owner collected", || {
+        (!exists(&server, "secret", "stale")).then_some(())
+    });
+    assert!(exists(&server, "sa", "shared"), "a dependent with a live owner stays");
+
+    // Namespace deletion: everything inside goes (pods gracefully through their kubelet); an
+    // object held by a finalizer keeps the namespace Terminating, with upstream's conditions.
+    kubectl(&server, &["create", "namespace", "doomed"]);
+    kubectl(
+        &server,
+        &["create", "deployment", "web", "-n", "doomed", "--image=nginx", "--replicas=2"],
+    );
+    server.wait_for(DEADLINE, "2 pods", || {
+        let pods = server.get_json(KUBECTL, &["get", "pods", "-n", "doomed"]).ok()?;
+        (pods["items"].as_array()?.len() == 2).then_some(())
+    });
+    let held = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "held", "namespace": "doomed", "finalizers": ["example.com/keep"]},
+    });
+    server.create(KUBECTL, &held).expect("configmap");
+    kubectl(&server, &["delete", "namespace", "doomed", "--wait=false"]);
+    let ns = server.wait_for(DEADLINE, "only the held ConfigMap left", || {
+        let ns = server.get_json(KUBECTL, &["get", "ns", "doomed"]).ok()?;
+        let conditions = ns["status"]["conditions"].as_array()?;
+        let remaining = conditions.iter().find(|c| c["type"] == "NamespaceContentRemaining")?;
+        (remaining["message"]
+            == "Some resources are remaining: configmaps. has 1 resource instances")
+            .then_some(ns)
+    });
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    let conditions = ns["status"]["conditions"].as_array().expect("conditions");
+    let condition = |t: &str| conditions.iter().find(|c| c["type"] == t).expect(t).clone();
+    assert_eq!(condition("NamespaceDeletionDiscoveryFailure")["reason"], "ResourcesDiscovered");
+    assert_eq!(condition("NamespaceDeletionContentFailure")["status"], "False");
+    let finalizers = condition("NamespaceFinalizersRemaining");
+    assert_eq!(finalizers["status"], "True");
+    assert_eq!(finalizers["reason"], "SomeFinalizersRemain");
+    assert_eq!(
+        finalizers["message"],
+        "Some content in the namespace has finalizers remaining: example.com/keep in 1 resource instances"
+    );
+    let listed = kubectl(&server, &["get", "ns", "doomed", "--no-headers"]);
+    assert!(listed.contains("Terminating"), "{listed}");
+    let left = kubectl(&server, &["get", "deploy,rs,pods,sa", "-n", "doomed", "-o", "name"]);
+    assert_eq!(left.trim(), "", "everything else is gone");
+
+    kubectl(
+        &server,
+        &[
+            "patch",
+            "cm",
+            "held",
+            "-n",
+            "doomed",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ],
+    );
+    server.wait_for(DEADLINE, "the namespace gone", || {
+        (!exists(&server, "ns", "doomed")).then_some(())
+    });
+}

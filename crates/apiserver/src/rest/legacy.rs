@@ -87,22 +87,10 @@ impl Served {
 
     /// Watch lines (`{"type", "object"}`), each converted.
     fn lines(&self, chunk: &Bytes) -> Bytes {
-        let mut out = Vec::with_capacity(chunk.len() + 16);
-        for line in chunk.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            match serde_json::from_slice::<Value>(line) {
-                Ok(mut event) => {
-                    if let Some(object) = event.get_mut("object") {
-                        *object = self.document(object.take());
-                    }
-                    match serde_json::to_vec(&event) {
-                        Ok(bytes) => out.extend_from_slice(&bytes),
-                        Err(_) => out.extend_from_slice(line),
-                    }
-                }
-                Err(_) => out.extend_from_slice(line),
+        super::rewrite_watch_lines(chunk, |event| {
+            if let Some(object) = event.get_mut("object") {
+                *object = self.document(object.take());
             }
-            out.push(b'\n');
-        }
-        Bytes::from(out)
+        })
     }
 }

@@ -13,6 +13,7 @@ mod managed_fields;
 mod node_proxy;
 mod object;
 mod params;
+mod partial;
 mod read;
 mod subresource;
 mod watch;
@@ -202,9 +203,16 @@ async fn serve_resource(
     let watch = req.verb == Verb::Watch;
     let ctx = Ctx { state, resource, req, params, accept, headers, served_as, upgrade };
     let response = serve_ctx(&ctx, body).await?;
-    match &ctx.served_as {
-        Some(served) => legacy::response_to_served(served, &ctx.resource, watch, response).await,
-        None => Ok(response),
+    let response = match &ctx.served_as {
+        Some(served) => legacy::response_to_served(served, &ctx.resource, watch, response).await?,
+        None => response,
+    };
+    let objects = matches!(ctx.req.subresource.as_deref(), None | Some("status"));
+    match partial::wanted(ctx.accept.as_deref()) {
+        Some(version) if objects && !ctx.wants_table() => {
+            partial::response(version, watch, response).await
+        }
+        _ => Ok(response),
     }
 }
 
@@ -214,6 +222,8 @@ async fn serve_ctx(ctx: &Ctx<'_>, body: Body) -> ApiResult {
         (None, _) => {}
         (Some("status"), Verb::Get | Verb::Update | Verb::Patch)
             if ctx.resource.subresource("status").is_some() => {}
+        (Some("finalize"), Verb::Update)
+            if ctx.resource.group.is_empty() && ctx.resource.plural == "namespaces" => {}
         (Some("scale"), Verb::Get | Verb::Update | Verb::Patch)
             if ctx.resource.subresource("scale").is_some() =>
         {
@@ -374,6 +384,29 @@ impl Ctx<'_> {
     fn wants_table(&self) -> bool {
         crate::table::wants_table(self.accept.as_deref())
     }
+}
+
+/// Rewrites each watch line (`{"type", "object"}`) of a chunk with `rewrite`; lines that are
+/// not JSON pass as they are.
+fn rewrite_watch_lines(
+    chunk: &axum::body::Bytes,
+    rewrite: impl Fn(&mut serde_json::Value),
+) -> axum::body::Bytes {
+    let mut out = Vec::with_capacity(chunk.len() + 16);
+    for line in chunk.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        match serde_json::from_slice::<serde_json::Value>(line) {
+            Ok(mut event) => {
+                rewrite(&mut event);
+                match serde_json::to_vec(&event) {
+                    Ok(bytes) => out.extend_from_slice(&bytes),
+                    Err(_) => out.extend_from_slice(line),
+                }
+            }
+            Err(_) => out.extend_from_slice(line),
+        }
+        out.push(b'\n');
+    }
+    axum::body::Bytes::from(out)
 }
 
 /// Upstream serves JSON (and YAML and protobuf); a client that accepts none of what we

@@ -400,7 +400,7 @@ async fn delete_honours_finalizers() {
 }
 
 #[tokio::test]
-async fn deleting_a_namespace_removes_its_contents() {
+async fn a_deleted_namespace_terminates_until_its_finalizer_is_removed() {
     let api = api().await;
     let (code, ns) = api.post("/api/v1/namespaces", json!({"metadata": {"name": "team"}})).await;
     assert_eq!(code, StatusCode::CREATED);
@@ -409,10 +409,80 @@ async fn deleting_a_namespace_removes_its_contents() {
     api.post("/api/v1/namespaces/team/configmaps", cm("c", json!({}))).await;
     let (code, _) = api.call("DELETE", "/api/v1/namespaces/team", None, None).await;
     assert_eq!(code, StatusCode::OK);
+    // The namespace controller empties it; until then it is Terminating and takes nothing new.
+    let (code, ns) = api.get("/api/v1/namespaces/team").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    assert!(ns["metadata"]["deletionTimestamp"].is_string(), "{ns}");
+    let (code, _) = api.post("/api/v1/namespaces/team/configmaps", cm("late", json!({}))).await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+
+    // `finalize` changes nothing but spec.finalizers: the label and status stay.
+    let mut body = ns.clone();
+    body["spec"]["finalizers"] = json!([]);
+    body["metadata"]["labels"]["extra"] = json!("ignored");
+    let (code, _) = api
+        .call("PUT", "/api/v1/namespaces/team/finalize", Some("application/json"), Some(body))
+        .await;
+    assert_eq!(code, StatusCode::OK);
     let (code, _) = api.get("/api/v1/namespaces/team").await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "the last finalizer's removal deletes it");
+
+    // On a live namespace, finalize only rewrites the list.
+    api.post("/api/v1/namespaces", json!({"metadata": {"name": "live"}})).await;
+    let body = json!({"metadata": {"name": "live", "labels": {"x": "y"}}, "spec": {"finalizers": ["example.com/mine"]}});
+    let (code, ns) = api
+        .call("PUT", "/api/v1/namespaces/live/finalize", Some("application/json"), Some(body))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{ns}");
+    assert_eq!(ns["spec"]["finalizers"], json!(["example.com/mine"]));
+    assert!(ns["metadata"]["labels"].get("x").is_none(), "{ns}");
+    let (code, _) = api
+        .call(
+            "PUT",
+            "/api/v1/namespaces/live/status/finalize",
+            Some("application/json"),
+            Some(json!({})),
+        )
+        .await;
     assert_eq!(code, StatusCode::NOT_FOUND);
-    let (_, list) = api.get("/api/v1/namespaces/team/configmaps").await;
-    assert_eq!(list["items"], json!([]));
+}
+
+#[tokio::test]
+async fn metadata_only_responses_for_metadata_clients() {
+    let api = api().await;
+    api.post(CMS, cm("m1", json!({"app": "x"}))).await;
+    let one = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+    let (code, object) = api.call_with_accept(&format!("{CMS}/m1"), one).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(object["kind"], "PartialObjectMetadata");
+    assert_eq!(object["apiVersion"], "meta.k8s.io/v1");
+    assert_eq!(object["metadata"]["labels"]["app"], "x");
+    assert!(object.get("data").is_none(), "{object}");
+
+    let many = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+    let (code, list) = api.call_with_accept(CMS, many).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(list["kind"], "PartialObjectMetadataList");
+    assert!(list["metadata"]["resourceVersion"].is_string(), "{list}");
+    assert_eq!(list["items"][0]["kind"], "PartialObjectMetadata");
+    assert_eq!(list["items"][0]["metadata"]["name"], "m1");
+
+    let (code, missing) = api.call_with_accept(&format!("{CMS}/nope"), one).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(missing["kind"], "Status");
+
+    let req = Request::builder()
+        .uri(format!("{CMS}?watch=1"))
+        .header("accept", one)
+        .body(Body::empty())
+        .expect("request");
+    let mut body = api.router.clone().oneshot(req).await.expect("response").into_body();
+    let event = read_line(&mut body).await;
+    assert_eq!(event["type"], "ADDED");
+    assert_eq!(event["object"]["kind"], "PartialObjectMetadata");
+    assert_eq!(event["object"]["metadata"]["name"], "m1");
+    assert!(event["object"].get("data").is_none(), "{event}");
 }
 
 #[tokio::test]

@@ -333,6 +333,18 @@ pub(super) async fn current(ctx: &Ctx<'_>, name: &str) -> ApiResult<KeyValue> {
 /// metadata stays, a main-resource write leaves status alone and a status write changes
 /// nothing but status; generation moves when spec changes.
 fn merge_for_update(ctx: &Ctx<'_>, old: &Value, mut new: Value) -> Value {
+    if ctx.req.subresource.as_deref() == Some("finalize") {
+        // A namespace's `finalize` write changes nothing but `spec.finalizers`.
+        let mut merged = old.clone();
+        let finalizers = new.pointer_mut("/spec/finalizers").map(Value::take);
+        if let Some(spec) = object::object_at(&mut merged, &["spec"]) {
+            match finalizers {
+                Some(f) => spec.insert("finalizers".into(), f),
+                None => spec.remove("finalizers"),
+            };
+        }
+        return merged;
+    }
     if ctx.is_status() {
         let mut merged = old.clone();
         if let Some(map) = merged.as_object_mut() {
@@ -908,11 +920,9 @@ async fn delete_one(
     if namespace_finalizing && let Some(map) = object.as_object_mut() {
         map.insert("status".into(), json!({"phase": "Terminating"}));
     }
-    let written = write_marked(ctx, kv, object).await?;
-    if written.is_some() && namespace_finalizing && !ctx.params.dry_run {
-        finalize_namespace(ctx, &name).await?;
-    }
-    Ok(written)
+    // A terminating namespace is emptied by the namespace controller, which then removes its
+    // `kubernetes` finalizer through `namespaces/<name>/finalize`.
+    write_marked(ctx, kv, object).await
 }
 
 /// Stores an object just marked for deletion (compare-and-swap). `Ok(None)`: lost a race.
@@ -932,35 +942,6 @@ async fn write_marked(ctx: &Ctx<'_>, kv: &KeyValue, mut object: Value) -> ApiRes
         }
         WriteOutcome::Conflict { .. } => Ok(None),
     }
-}
-
-/// Until the namespace controller exists, the API server empties a terminating namespace
-/// itself and then removes it (what the controller and the `kubernetes` finalizer do upstream).
-async fn finalize_namespace(ctx: &Ctx<'_>, name: &str) -> ApiResult<()> {
-    delete_namespace_contents(ctx, name).await?;
-    let key = format!("/registry/namespaces/{name}");
-    for _ in 0..MAX_RETRIES {
-        let resp = ctx.store().range(RangeRequest::key(&key)).await.map_err(store_error)?;
-        let Some(kv) = resp.kvs.first() else { return Ok(()) };
-        let object = decode(kv)?;
-        let has_metadata_finalizers = metadata(&object)
-            .and_then(|m| m.get("finalizers"))
-            .and_then(Value::as_array)
-            .is_some_and(|f| !f.is_empty());
-        let outcome = if has_metadata_finalizers {
-            let mut finalized = object.clone();
-            if let Some(spec) = finalized.get_mut("spec").and_then(Value::as_object_mut) {
-                spec.insert("finalizers".into(), json!([]));
-            }
-            ctx.store().update_if(&key, encode(&finalized)?, kv.mod_revision, kv.lease).await
-        } else {
-            ctx.store().delete_if(&key, kv.mod_revision).await
-        };
-        if let WriteOutcome::Applied { .. } = outcome.map_err(store_error)? {
-            return Ok(());
-        }
-    }
-    Ok(())
 }
 
 async fn delete_namespace_contents(ctx: &Ctx<'_>, namespace: &str) -> ApiResult<()> {
