@@ -21,7 +21,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use krust_api::catalog::Resource;
 use krust_store::{
-    EventKind, RangeRequest, Revision, Store, WatchRequest, WatchResponse, prefix_end,
+    EventKind, KeyValue, LeaseId, RangeRequest, Revision, Store, WatchRequest, WatchResponse,
+    prefix_end,
 };
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, watch};
@@ -43,7 +44,24 @@ pub struct CachedObject {
     /// The JSON object, resourceVersion included.
     pub bytes: Bytes,
     pub mod_revision: Revision,
+    /// The store lease the object is attached to (0: none).
+    pub lease: LeaseId,
     pub attrs: Attrs,
+}
+
+impl CachedObject {
+    /// The object as a store entry (without the creation revision and version, which the
+    /// cache does not keep).
+    pub fn key_value(&self) -> KeyValue {
+        KeyValue {
+            key: self.key.clone(),
+            value: self.bytes.clone(),
+            create_revision: 0,
+            mod_revision: self.mod_revision,
+            version: 0,
+            lease: self.lease,
+        }
+    }
 }
 
 /// What label and field selectors read from an object.
@@ -203,6 +221,16 @@ impl WatchCache {
         (self.snapshot(start, end, None, keep), rx)
     }
 
+    /// The object under `key` as the cache has it (which may lag the store by the time a
+    /// change takes to arrive); None when the cache is not loaded or does not hold it.
+    pub fn get(&self, key: &str) -> Option<Arc<CachedObject>> {
+        let inner = self.read();
+        if !inner.ready {
+            return None;
+        }
+        inner.objects.get(key).cloned()
+    }
+
     /// A receiver that changes whenever the cache moves on.
     pub fn subscribe(&self) -> watch::Receiver<Revision> {
         self.revision.subscribe()
@@ -235,7 +263,13 @@ impl WatchCache {
         self.read().revision
     }
 
-    fn object(&self, key: String, value: &[u8], mod_revision: Revision) -> Option<CachedObject> {
+    fn object(
+        &self,
+        key: String,
+        value: &[u8],
+        mod_revision: Revision,
+        lease: LeaseId,
+    ) -> Option<CachedObject> {
         let mut object: Value = match serde_json::from_slice(value) {
             Ok(object) => object,
             Err(e) => {
@@ -248,13 +282,13 @@ impl WatchCache {
         }
         let attrs = Attrs::of(self.group, self.kind, &object);
         let bytes = Bytes::from(serde_json::to_vec(&object).ok()?);
-        Some(CachedObject { key, bytes, mod_revision, attrs })
+        Some(CachedObject { key, bytes, mod_revision, lease, attrs })
     }
 
     /// The last state of a deleted object, stamped with the deletion's revision.
     fn tombstone(&self, prev: &Arc<CachedObject>, revision: Revision) -> Arc<CachedObject> {
         // `object` restamps the resourceVersion the cached bytes carry.
-        match self.object(prev.key.clone(), &prev.bytes, revision) {
+        match self.object(prev.key.clone(), &prev.bytes, revision, prev.lease) {
             Some(object) => Arc::new(object),
             None => prev.clone(),
         }
@@ -276,7 +310,9 @@ impl WatchCache {
                 .await?;
             revision = resp.header_revision;
             for kv in &resp.kvs {
-                if let Some(object) = self.object(kv.key.clone(), &kv.value, kv.mod_revision) {
+                if let Some(object) =
+                    self.object(kv.key.clone(), &kv.value, kv.mod_revision, kv.lease)
+                {
                     objects.insert(kv.key.clone(), Arc::new(object));
                 }
             }
@@ -307,7 +343,7 @@ impl WatchCache {
                 let revision = event.kv.mod_revision;
                 let change = match event.kind {
                     EventKind::Put => self
-                        .object(key.to_owned(), &event.kv.value, revision)
+                        .object(key.to_owned(), &event.kv.value, revision, event.kv.lease)
                         .map(|object| (revision, EventKind::Put, Arc::new(object), prev)),
                     EventKind::Delete => prev.map(|prev| {
                         (revision, EventKind::Delete, self.tombstone(&prev, revision), Some(prev))
@@ -426,6 +462,12 @@ impl WatchCaches {
         let mut tasks = self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         tasks.spawn(cache.clone().run(self.store.clone(), self.shutdown.clone()));
         Some(cache)
+    }
+
+    /// The cache of `resource` if something already started it.
+    pub fn existing(&self, resource: &Resource) -> Option<Arc<WatchCache>> {
+        let caches = self.caches.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        caches.get(&resource.store_prefix()).cloned()
     }
 
     /// Stops every cache's task.

@@ -26,6 +26,17 @@ pub fn node_name_index(pod: &Pod) -> Vec<String> {
         .collect()
 }
 
+/// The index of objects without a controller owner, by namespace (candidates for adoption).
+pub const ORPHAN_INDEX: &str = "orphans";
+
+/// The values of [`ORPHAN_INDEX`] for `object`.
+pub fn orphan_index<K: kube::Resource>(object: &K) -> Vec<String> {
+    match controller_of(object.meta()) {
+        Some(_) => Vec::new(),
+        None => object.meta().namespace.iter().cloned().collect(),
+    }
+}
+
 /// The values of [`CONTROLLER_UID_INDEX`] for `object`.
 pub fn controller_uid_index<K: kube::Resource>(object: &K) -> Vec<String> {
     controller_of(object.meta()).map(|r| r.uid.clone()).into_iter().collect()

@@ -126,6 +126,7 @@ fn start<O: Owner>(name: &'static str, ctx: &Context, tasks: &mut JoinSet<Result
     let owners = ctx.informers.get::<O>();
     let pods = ctx.informers.get::<Pod>();
     pods.add_index(CONTROLLER_UID_INDEX, pods::controller_uid_index::<Pod>);
+    pods.add_index(pods::ORPHAN_INDEX, pods::orphan_index::<Pod>);
     owners.add_index(CONTROLLER_UID_INDEX, pods::controller_uid_index::<O>);
     let controller = Arc::new(Controller {
         client: ctx.client.clone(),
@@ -167,12 +168,14 @@ impl<O: Owner> Controller<O> {
 
     /// The owners in the pod's namespace whose selector matches it (for orphans).
     fn matching_owners(&self, pod: &Pod) -> Vec<Arc<O>> {
-        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        let labels = pod.metadata.labels.as_ref();
         self.owners
             .list_namespace(pod.metadata.namespace.as_deref().unwrap_or_default())
             .into_iter()
             .filter(|o| {
-                o.selector().is_ok_and(|s| s.matches_with(|k| labels.get(k).map(String::as_str)))
+                o.selector().is_ok_and(|s| {
+                    s.matches_with(|k| labels.and_then(|l| l.get(k)).map(String::as_str))
+                })
             })
             .collect()
     }
@@ -266,8 +269,15 @@ impl<O: Owner> Controller<O> {
                 return Ok(());
             }
         };
-        let active: Vec<Arc<Pod>> =
-            self.pods.list_namespace(key.ns()).into_iter().filter(|p| pods::is_active(p)).collect();
+        // Upstream's candidates: the pods this owner controls and the namespace's orphans
+        // (pods controlled by others are never claimed).
+        let uid = owner.meta().uid.clone().unwrap_or_default();
+        let mut candidates = self.pods.indexed(CONTROLLER_UID_INDEX, &uid);
+        candidates.extend(self.pods.indexed(pods::ORPHAN_INDEX, key.ns()));
+        let active: Vec<Arc<Pod>> = candidates
+            .into_iter()
+            .filter(|p| p.metadata.namespace.as_deref() == Some(key.ns()) && pods::is_active(p))
+            .collect();
         let claimed = self.claim(&owner, &selector, active).await?;
 
         let mut failure = None;
@@ -313,9 +323,14 @@ impl<O: Owner> Controller<O> {
         let mut claimed = Vec::new();
         let mut may_adopt: Option<bool> = None;
         for pod in candidates {
-            let labels = pod.metadata.labels.clone().unwrap_or_default();
-            let matches = selector.matches_with(|k| labels.get(k).map(String::as_str));
-            match pods::controller_of(&pod.metadata) {
+            let controller = pods::controller_of(&pod.metadata);
+            if controller.is_some_and(|r| r.uid != uid) {
+                continue;
+            }
+            let labels = pod.metadata.labels.as_ref();
+            let matches =
+                selector.matches_with(|k| labels.and_then(|l| l.get(k)).map(String::as_str));
+            match controller {
                 Some(r) if r.uid != uid => {}
                 Some(_) if matches => claimed.push(pod),
                 Some(_) if !deleting => self.release(&pod, &uid).await?,
@@ -573,16 +588,20 @@ fn calculate_status<O: Owner>(
         .and_then(|t| t.metadata.as_ref())
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
-    let fully_labeled = pods
-        .iter()
-        .filter(|p| {
-            let labels = p.metadata.labels.as_ref();
-            template_labels.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
-        })
-        .count();
-    let ready = pods.iter().filter(|p| pods::is_ready(p)).count();
-    let available =
-        pods.iter().filter(|p| pods::is_available(p, owner.min_ready_seconds(), now)).count();
+    let min_ready = owner.min_ready_seconds();
+    let (mut fully_labeled, mut ready, mut available) = (0, 0, 0);
+    for p in pods {
+        let labels = p.metadata.labels.as_ref();
+        if template_labels.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v)) {
+            fully_labeled += 1;
+        }
+        if pods::is_ready(p) {
+            ready += 1;
+            if pods::is_available(p, min_ready, now) {
+                available += 1;
+            }
+        }
+    }
 
     let previous = owner.status();
     let mut conditions: Vec<Value> =

@@ -5,10 +5,15 @@
 //! and namespace controller watch every resource this way). Objects, lists and watch events
 //! are all rewritten at the edge; Status and Table documents pass as they are.
 
+use std::borrow::Cow;
+
 use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::Response;
 use futures_util::StreamExt as _;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::ApiResult;
@@ -80,14 +85,48 @@ fn document(version: &str, mut value: Value) -> Value {
     }
 }
 
-/// Watch lines (`{"type", "object"}`), each object metadata only (errors as they are).
+/// A watch line, read without building the object: its `metadata` is all that is kept.
+#[derive(Deserialize)]
+struct WatchLine<'a> {
+    #[serde(rename = "type", borrow)]
+    event_type: Cow<'a, str>,
+    #[serde(borrow)]
+    object: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct MetadataOf<'a> {
+    #[serde(borrow)]
+    metadata: Option<&'a RawValue>,
+}
+
+/// Watch lines (`{"type", "object"}`), each object metadata only (errors as they are). The
+/// objects' other fields are skipped, never parsed into values: every metadata watcher of pods
+/// pays this per event.
 fn lines(version: &str, chunk: &Bytes) -> Bytes {
-    super::rewrite_watch_lines(chunk, |event| {
-        let is_error = event.get("type").and_then(Value::as_str) == Some("ERROR");
-        if !is_error && let Some(object) = event.get_mut("object") {
-            *object = document(version, object.take());
+    let mut out = Vec::with_capacity(chunk.len() / 2);
+    for line in chunk.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let parsed = serde_json::from_slice::<WatchLine<'_>>(line).ok().and_then(|event| {
+            let metadata = serde_json::from_str::<MetadataOf<'_>>(event.object.get()).ok()?;
+            Some((event.event_type, metadata.metadata))
+        });
+        match parsed {
+            Some((event_type, metadata)) if event_type != "ERROR" => {
+                out.extend_from_slice(b"{\"type\":");
+                out.extend_from_slice(&serde_json::to_vec(&event_type).unwrap_or_default());
+                out.extend_from_slice(
+                    b",\"object\":{\"kind\":\"PartialObjectMetadata\",\"apiVersion\":\"",
+                );
+                out.extend_from_slice(version.as_bytes());
+                out.extend_from_slice(b"\",\"metadata\":");
+                out.extend_from_slice(metadata.map_or("{}", RawValue::get).as_bytes());
+                out.extend_from_slice(b"}}");
+            }
+            _ => out.extend_from_slice(line),
         }
-    })
+        out.push(b'\n');
+    }
+    Bytes::from(out)
 }
 
 #[cfg(test)]
@@ -130,5 +169,9 @@ mod tests {
         assert_eq!(event["type"], "ADDED");
         assert_eq!(event["object"]["kind"], "PartialObjectMetadata");
         assert_eq!(event["object"]["metadata"]["name"], "a");
+        assert!(event["object"].get("spec").is_none());
+        let error =
+            Bytes::from("{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"code\":410}}\n");
+        assert_eq!(lines("meta.k8s.io/v1", &error), error, "errors pass as they are");
     }
 }

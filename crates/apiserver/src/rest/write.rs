@@ -154,8 +154,18 @@ fn validate_kind(ctx: &Ctx<'_>, name: &str, object: &Value) -> ApiResult<()> {
 async fn check_namespace_admits(ctx: &Ctx<'_>, name: &str) -> ApiResult<()> {
     let Some(ns) = ctx.namespace() else { return Ok(()) };
     let key = format!("/registry/namespaces/{ns}");
-    let resp = ctx.store().range(RangeRequest::key(key)).await.map_err(store_error)?;
-    let Some(kv) = resp.kvs.first() else {
+    // As upstream's NamespaceLifecycle admission: the namespaces cache, the store for a
+    // namespace the cache does not hold (yet).
+    let namespaces = ctx.state.catalog.lookup("", "v1", "namespaces");
+    let cached = namespaces
+        .and_then(|r| ctx.state.caches.existing(r))
+        .and_then(|cache| cache.get(&key))
+        .map(|object| object.key_value());
+    let stored = match cached {
+        Some(kv) => vec![kv],
+        None => ctx.store().range(RangeRequest::key(key)).await.map_err(store_error)?.kvs,
+    };
+    let Some(kv) = stored.first() else {
         return Err(Status::failure(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -324,6 +334,25 @@ pub(super) async fn create_object(
     Err(Status::internal("could not allocate the object's addresses after several attempts"))
 }
 
+/// The stored object as the base of a compare-and-swap write. A first attempt takes it from
+/// the watch cache when the cache holds it (a cache lags the store by milliseconds at most,
+/// and a stale base only makes the compare fail); later attempts read the store.
+/// Whatever an attempt on a cached base concludes — an error included — is only a guess:
+/// callers retry from the store unless the attempt succeeded.
+pub(super) async fn write_base(
+    ctx: &Ctx<'_>,
+    name: &str,
+    attempt: usize,
+) -> ApiResult<(KeyValue, bool)> {
+    if attempt == 0
+        && let Some(cache) = ctx.state.caches.existing(&ctx.resource)
+        && let Some(object) = cache.get(&ctx.key(name))
+    {
+        return Ok((object.key_value(), true));
+    }
+    Ok((current(ctx, name).await?, false))
+}
+
 pub(super) async fn current(ctx: &Ctx<'_>, name: &str) -> ApiResult<KeyValue> {
     let resp = ctx.store().range(RangeRequest::key(ctx.key(name))).await.map_err(store_error)?;
     resp.kvs.into_iter().next().ok_or_else(|| ctx.not_found(name))
@@ -485,7 +514,11 @@ async fn write_merged(
             .await
             .map_err(store_error)?
         {
-            WriteOutcome::Applied { .. } => Ok(Some(merged)),
+            WriteOutcome::Applied { revision } => {
+                // Stamped with the deletion's revision, as the watch reports it.
+                object::set_resource_version(&mut merged, revision);
+                Ok(Some(merged))
+            }
             WriteOutcome::Conflict { .. } => Ok(None),
         };
     }
@@ -593,16 +626,24 @@ pub async fn update(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
         Some(rv) => Some(super::read::parse_rv(rv)?),
         None => None,
     };
-    for _ in 0..MAX_RETRIES {
-        let kv = current(ctx, name).await?;
+    for attempt in 0..MAX_RETRIES {
+        let (kv, cached) = write_base(ctx, name, attempt).await?;
         if precondition.is_some_and(|rv| rv != kv.mod_revision) {
+            if cached {
+                continue;
+            }
             return Err(stale(ctx));
         }
-        if let Some(object) = write_update(ctx, &kv, new.clone()).await? {
-            return Ok(with_warnings(json_response(StatusCode::OK, &object), &warnings));
-        }
-        if precondition.is_some() {
-            return Err(stale(ctx));
+        match write_update(ctx, &kv, new.clone()).await {
+            Ok(Some(object)) if cached && unwritten(&object, &kv) => continue,
+            Ok(Some(object)) => {
+                return Ok(with_warnings(json_response(StatusCode::OK, &object), &warnings));
+            }
+            Err(_) if cached => continue,
+            Err(status) => return Err(status),
+            Ok(None) if cached => continue,
+            Ok(None) if precondition.is_some() => return Err(stale(ctx)),
+            Ok(None) => {}
         }
     }
     Err(stale(ctx))
@@ -665,45 +706,69 @@ pub async fn patch(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
     }
     let (patch_kind, patch) = read_patch(ctx, &body)?;
     let name = ctx.name();
-    for _ in 0..MAX_RETRIES {
-        let kv = current(ctx, name).await?;
-        let old = decode(&kv)?;
-        // A patch applies in the terms of the version the client addressed.
-        let mut patched = match &ctx.served_as {
-            Some(served) => super::legacy::object_to_served(served, old.clone()),
-            None => old.clone(),
-        };
-        apply_patch(patch_kind, &mut patched, &patch)?;
-        if let Some(served) = &ctx.served_as {
-            patched = super::legacy::body_to_storage(served, patched);
-        }
-        let warnings = field_validation::check(ctx, &mut patched, None).await?;
-        // A resourceVersion in the patch is a precondition, as upstream treats it.
-        let precondition = meta_str(&patched, "resourceVersion").map(str::to_owned);
-        if let Some(rv) = precondition.as_deref()
-            && rv != kv.mod_revision.to_string()
-        {
-            return Err(stale(ctx));
-        }
-        if patched.get("apiVersion") != old.get("apiVersion")
-            || patched.get("kind") != old.get("kind")
-        {
-            return Err(Status::bad_request("apiVersion and kind cannot be changed by a patch"));
-        }
-        if meta_str(&patched, "name") != meta_str(&old, "name") {
-            return Err(ctx.invalid(
-                name,
-                &[("metadata.name".into(), "Invalid value: the name cannot be changed".into())],
-            ));
-        }
-        if let Some(object) = write_update(ctx, &kv, patched).await? {
-            return Ok(with_warnings(json_response(StatusCode::OK, &object), &warnings));
-        }
-        if precondition.is_some() {
-            return Err(stale(ctx));
+    for attempt in 0..MAX_RETRIES {
+        let (kv, cached) = write_base(ctx, name, attempt).await?;
+        match patch_once(ctx, &kv, patch_kind, &patch).await {
+            // A no-op on a cached base is confirmed against the store.
+            Ok(Some((object, _))) if cached && unwritten(&object, &kv) => continue,
+            Ok(Some((object, warnings))) => {
+                return Ok(with_warnings(json_response(StatusCode::OK, &object), &warnings));
+            }
+            Err(_) | Ok(None) if cached => continue,
+            Err(status) => return Err(status),
+            Ok(None) => {}
         }
     }
     Err(stale(ctx))
+}
+
+/// Whether a write answered with its base unchanged (a no-op, nothing written).
+fn unwritten(object: &Value, base: &KeyValue) -> bool {
+    meta_str(object, "resourceVersion") == Some(base.mod_revision.to_string().as_str())
+}
+
+/// One attempt at a patch on the base `kv`: the response, or None when another write won the
+/// race (the caller tries again).
+async fn patch_once(
+    ctx: &Ctx<'_>,
+    kv: &KeyValue,
+    patch_kind: &'static str,
+    patch: &Value,
+) -> ApiResult<Option<(Value, Vec<String>)>> {
+    let name = ctx.name();
+    let old = decode(kv)?;
+    // A patch applies in the terms of the version the client addressed.
+    let mut patched = match &ctx.served_as {
+        Some(served) => super::legacy::object_to_served(served, old.clone()),
+        None => old.clone(),
+    };
+    apply_patch(patch_kind, &mut patched, patch)?;
+    if let Some(served) = &ctx.served_as {
+        patched = super::legacy::body_to_storage(served, patched);
+    }
+    let warnings = field_validation::check(ctx, &mut patched, None).await?;
+    // A resourceVersion in the patch is a precondition, as upstream treats it.
+    let precondition = meta_str(&patched, "resourceVersion").map(str::to_owned);
+    if let Some(rv) = precondition.as_deref()
+        && rv != kv.mod_revision.to_string()
+    {
+        return Err(stale(ctx));
+    }
+    if patched.get("apiVersion") != old.get("apiVersion") || patched.get("kind") != old.get("kind")
+    {
+        return Err(Status::bad_request("apiVersion and kind cannot be changed by a patch"));
+    }
+    if meta_str(&patched, "name") != meta_str(&old, "name") {
+        return Err(ctx.invalid(
+            name,
+            &[("metadata.name".into(), "Invalid value: the name cannot be changed".into())],
+        ));
+    }
+    match write_update(ctx, kv, patched).await? {
+        Some(object) => Ok(Some((object, warnings))),
+        None if precondition.is_some() => Err(stale(ctx)),
+        None => Ok(None),
+    }
 }
 
 /// `DeleteOptions` from the body and the query, as upstream merges them.
