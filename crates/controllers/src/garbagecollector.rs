@@ -13,7 +13,7 @@
 //! UID), never on the word of a cache; owners of kinds the server does not serve are never
 //! presumed gone. Events are not collected (as upstream).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -192,7 +192,8 @@ impl Collector {
                 }
             }
         }
-        // Dependents whose owners are gone.
+        // Dependents whose owners are gone (owners seen alive once per pass need no second look).
+        let mut alive = HashSet::new();
         for monitor in &monitors {
             if !monitor.informer.has_synced() {
                 continue;
@@ -202,7 +203,7 @@ impl Collector {
                 if meta.owner_references.as_ref().is_some_and(|r| !r.is_empty())
                     && meta.deletion_timestamp.is_none()
                 {
-                    self.collect(monitor, &object).await?;
+                    self.collect(monitor, &object, &mut alive).await?;
                 }
             }
         }
@@ -267,17 +268,33 @@ impl Collector {
         }
     }
 
-    async fn collect(&self, monitor: &Arc<Monitor>, object: &Arc<Metadata>) -> Result<()> {
+    async fn collect(
+        &self,
+        monitor: &Arc<Monitor>,
+        object: &Arc<Metadata>,
+        alive: &mut HashSet<String>,
+    ) -> Result<()> {
         let meta = &object.metadata;
-        let refs = meta.owner_references.clone().unwrap_or_default();
+        let refs = meta.owner_references.as_deref().unwrap_or_default();
         let ns = meta.namespace.as_deref();
         // Cheap first look: skip objects whose owners are all in the caches.
-        if refs.iter().all(|r| self.cached_alive(ns, r)) {
+        let mut cached = true;
+        for r in refs {
+            if alive.contains(&r.uid) {
+                continue;
+            }
+            if !self.cached_alive(ns, r) {
+                cached = false;
+                break;
+            }
+            alive.insert(r.uid.clone());
+        }
+        if cached {
             return Ok(());
         }
         let mut gone = Vec::new();
         let mut alive = 0;
-        for r in &refs {
+        for r in refs {
             match self.owner_gone(ns, r).await? {
                 Some(true) => gone.push(r.uid.clone()),
                 Some(false) | None => alive += 1,

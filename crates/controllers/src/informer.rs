@@ -7,7 +7,7 @@
 //! cache and reports the differences, deletions included, as if it had watched them.
 
 use std::any::{Any, TypeId};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
@@ -85,9 +85,10 @@ type Handler<K> = Arc<dyn Fn(&Change<'_, K>) + Send + Sync>;
 /// Values an object is filed under in an index.
 pub type IndexFn<K> = fn(&K) -> Vec<String>;
 
+/// Objects by index value (the objects themselves, so a lookup is one map read).
 struct Index<K> {
     values_of: IndexFn<K>,
-    keys: HashMap<String, HashSet<ObjectKey>>,
+    keys: HashMap<String, HashMap<ObjectKey, Arc<K>>>,
 }
 
 struct Cache<K> {
@@ -120,7 +121,7 @@ impl<K: Resource> Cache<K> {
                 }
             }
             for value in (index.values_of)(&object) {
-                index.keys.entry(value).or_default().insert(key.clone());
+                index.keys.entry(value).or_default().insert(key.clone(), object.clone());
             }
         }
         old
@@ -137,7 +138,11 @@ impl<K: Resource> Cache<K> {
     }
 }
 
-fn unindex(keys: &mut HashMap<String, HashSet<ObjectKey>>, value: String, key: &ObjectKey) {
+fn unindex<K>(
+    keys: &mut HashMap<String, HashMap<ObjectKey, Arc<K>>>,
+    value: String,
+    key: &ObjectKey,
+) {
     if let Some(set) = keys.get_mut(&value) {
         set.remove(key);
         if set.is_empty() {
@@ -197,7 +202,7 @@ where
         let mut index = Index { values_of, keys: HashMap::new() };
         for (key, object) in &cache.objects {
             for value in values_of(object) {
-                index.keys.entry(value).or_default().insert(key.clone());
+                index.keys.entry(value).or_default().insert(key.clone(), object.clone());
             }
         }
         cache.indexes.insert(name, index);
@@ -230,10 +235,10 @@ where
     /// The cached objects filed under `value` in the index `name`.
     pub fn indexed(&self, name: &str, value: &str) -> Vec<Arc<K>> {
         let cache = self.read();
-        let Some(keys) = cache.indexes.get(name).and_then(|i| i.keys.get(value)) else {
+        let Some(objects) = cache.indexes.get(name).and_then(|i| i.keys.get(value)) else {
             return Vec::new();
         };
-        keys.iter().filter_map(|k| cache.objects.get(k).cloned()).collect()
+        objects.values().cloned().collect()
     }
 
     pub fn len(&self) -> usize {

@@ -18,6 +18,9 @@ const MAX_DELAY: Duration = Duration::from_secs(1000);
 pub struct WorkQueue<T> {
     state: Mutex<State<T>>,
     ready: Notify,
+    /// How long a key re-added while it was processed waits before it is processed again
+    /// (upstream's `--*-updates-batch-period`): the changes meanwhile are handled in one go.
+    batch_period: Duration,
 }
 
 #[derive(Debug)]
@@ -32,7 +35,15 @@ struct State<T> {
 
 impl<T: Clone + Eq + Hash + Send + 'static> WorkQueue<T> {
     pub fn new() -> Arc<Self> {
+        Self::batched(Duration::ZERO)
+    }
+
+    /// A queue in which a key changed again while it was processed comes back only after
+    /// `batch_period` (for controllers whose sync reads many objects: a burst of changes costs
+    /// a few syncs, not one per change).
+    pub fn batched(batch_period: Duration) -> Arc<Self> {
         Arc::new(Self {
+            batch_period,
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 dirty: HashSet::new(),
@@ -124,15 +135,34 @@ impl<T: Clone + Eq + Hash + Send + 'static> WorkQueue<T> {
         }
     }
 
-    /// Marks `key` processed; if it was re-added meanwhile, it is queued again.
-    pub fn done(&self, key: &T) {
+    /// Marks `key` processed; if it was re-added meanwhile, it is queued again (after the
+    /// batch period, if the queue has one: until then it stays waiting, and adds change nothing).
+    pub fn done(self: &Arc<Self>, key: &T) {
         let mut state = self.lock();
         state.processing.remove(key);
-        if state.dirty.contains(key) {
+        if !state.dirty.contains(key) {
+            return;
+        }
+        if self.batch_period.is_zero() {
             state.queue.push_back(key.clone());
             drop(state);
             self.ready.notify_one();
+            return;
         }
+        drop(state);
+        let queue = Arc::downgrade(self);
+        let key = key.clone();
+        let delay = self.batch_period;
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let Some(queue) = queue.upgrade() else { return };
+            let mut state = queue.lock();
+            if !state.shut_down && state.dirty.contains(&key) && !state.processing.contains(&key) {
+                state.queue.push_back(key);
+                drop(state);
+                queue.ready.notify_one();
+            }
+        });
     }
 
     /// Wakes every waiting worker with `None`; later adds are ignored.
@@ -185,6 +215,26 @@ mod tests {
         assert_eq!(q.get().await, Some("a"));
         q.done(&"a");
         assert!(q.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batched_key_changed_while_processing_waits_out_the_period() {
+        let q = WorkQueue::batched(Duration::from_millis(100));
+        q.add("a");
+        assert_eq!(q.get().await, Some("a"));
+        q.add("a");
+        q.add("a");
+        q.done(&"a");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        q.add("a");
+        assert!(q.is_empty(), "still within the batch period");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(q.len(), 1, "one sync for every change meanwhile");
+        assert_eq!(q.get().await, Some("a"));
+        q.done(&"a");
+        // A key not touched while processed is simply done; a later add queues it at once.
+        q.add("a");
+        assert_eq!(q.len(), 1);
     }
 
     #[tokio::test]

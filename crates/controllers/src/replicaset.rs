@@ -113,6 +113,10 @@ pub(crate) fn start_rcs(ctx: &Context, tasks: &mut JoinSet<Result<()>>) {
     start::<ReplicationController>("replicationcontroller", ctx, tasks);
 }
 
+/// A sync reads every pod of its owner: changes arriving while one runs are handled together,
+/// at most this long after it (a 10,000-replica owner would otherwise sync once per pod event).
+const SYNC_BATCH_PERIOD: Duration = Duration::from_millis(100);
+
 struct Controller<O: Owner> {
     client: kube::Client,
     owners: Arc<Informer<O>>,
@@ -132,7 +136,7 @@ fn start<O: Owner>(name: &'static str, ctx: &Context, tasks: &mut JoinSet<Result
         client: ctx.client.clone(),
         owners: owners.clone(),
         pods: pods.clone(),
-        queue: WorkQueue::new(),
+        queue: WorkQueue::batched(SYNC_BATCH_PERIOD),
         expectations: Expectations::new(),
         events: ctx.events.for_component(O::COMPONENT),
     });
