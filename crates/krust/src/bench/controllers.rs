@@ -28,6 +28,9 @@ pub struct ControllersArgs {
     /// Give up after this many seconds per phase.
     #[arg(long, default_value_t = 1800)]
     timeout_secs: u64,
+    /// Print the Deployment's status counts every second (to stderr) while waiting.
+    #[arg(long)]
+    progress: bool,
 }
 
 /// API writes per pod to get it running: the ReplicaSet controller's create, the scheduler's
@@ -68,10 +71,24 @@ async fn wait_rolled_out(
     api: &Api<Deployment>,
     replicas: i32,
     timeout: Duration,
+    progress: bool,
 ) -> anyhow::Result<f64> {
     let started = Instant::now();
+    let mut last_report = Instant::now();
     loop {
         let d = api.get("bench").await?;
+        if progress && last_report.elapsed() >= Duration::from_secs(1) {
+            last_report = Instant::now();
+            let s = d.status.clone().unwrap_or_default();
+            eprintln!(
+                "{:6.1}s replicas {} updated {} ready {} available {}",
+                started.elapsed().as_secs_f64(),
+                s.replicas.unwrap_or(0),
+                s.updated_replicas.unwrap_or(0),
+                s.ready_replicas.unwrap_or(0),
+                s.available_replicas.unwrap_or(0),
+            );
+        }
         let generation = d.metadata.generation.unwrap_or(0);
         if let Some(s) = &d.status {
             let done = s.observed_generation.unwrap_or(0) >= generation
@@ -113,12 +130,12 @@ pub async fn run(args: ControllersArgs) -> anyhow::Result<()> {
         },
     }))?;
     api.create(&PostParams::default(), &deployment).await?;
-    let seconds_to_running = wait_rolled_out(&api, replicas, timeout).await?;
+    let seconds_to_running = wait_rolled_out(&api, replicas, timeout, args.progress).await?;
     eprintln!("{replicas} pods running in {seconds_to_running:.1}s");
 
     let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.11"}]}}}});
     api.patch("bench", &PatchParams::default(), &Patch::Strategic(&patch)).await?;
-    let seconds_rollout = wait_rolled_out(&api, replicas, timeout).await?;
+    let seconds_rollout = wait_rolled_out(&api, replicas, timeout, args.progress).await?;
     eprintln!("rolled out in {seconds_rollout:.1}s");
 
     let writes = args.replicas * (WRITES_TO_RUN + WRITES_TO_REPLACE);
