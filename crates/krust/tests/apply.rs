@@ -48,7 +48,17 @@ fn kubectl_server_side_apply_creates_conflicts_and_forces() {
     let rv = |s: &KrustServer| {
         s.get_json(KUBECTL, &["get", "deployment", "web"]).expect("get")["metadata"]["resourceVersion"].clone()
     };
-    let before = rv(&server);
+    // The Deployment controller writes status (ReplicaSet counts) for a while after the create:
+    // wait until nobody else writes, so that only the apply could move the resourceVersion.
+    let mut before = rv(&server);
+    for _ in 0..20 {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let now = rv(&server);
+        if now == before {
+            break;
+        }
+        before = now;
+    }
     assert!(apply(&[]).status.success());
     assert_eq!(rv(&server), before, "applying the same configuration changes nothing");
 
