@@ -26,13 +26,16 @@ use tokio_util::sync::CancellationToken;
 use crate::discovery::{Resources, Served};
 use crate::informer::Metadata;
 use crate::replicaset::is_status;
-use crate::{Context, Informer, ObjectKey, Result};
+use crate::{Change, Context, Informer, ObjectKey, Result};
 
 /// The index of objects by the UIDs of all their owners.
 const OWNER_UID_INDEX: &str = "owner-uid";
 
 /// How often owners and dependents are checked.
 const PASS_PERIOD: Duration = Duration::from_secs(2);
+
+/// Passes triggered by an owner's deletion are at least this far apart.
+const MIN_PASS_SPACING: Duration = Duration::from_millis(200);
 
 /// Discovery runs again every this many passes (new and removed resources).
 const PASSES_PER_DISCOVERY: u32 = 5;
@@ -78,6 +81,8 @@ struct Collector {
     resources: Arc<Resources>,
     /// By group and kind.
     monitors: Arc<RwLock<Monitors>>,
+    /// Set when an object with dependents is deleted or marked for deletion: pass soon.
+    wake: Arc<tokio::sync::Notify>,
     stop: CancellationToken,
 }
 
@@ -86,26 +91,37 @@ pub(crate) fn start(ctx: &Context, tasks: &mut JoinSet<Result<()>>) {
         client: ctx.client.clone(),
         resources: Arc::default(),
         monitors: Arc::default(),
+        wake: Arc::default(),
         stop: ctx.stop.clone(),
     };
     let stop = ctx.stop.clone();
     tasks.spawn(async move {
-        let passes = Arc::new(std::sync::atomic::AtomicU32::new(0));
-        let result = crate::every(PASS_PERIOD, stop, "garbage collection", || {
-            let c = collector.clone();
-            let passes = passes.clone();
-            async move {
-                let n = passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if n.is_multiple_of(PASSES_PER_DISCOVERY) {
-                    c.resources.refresh(&c.client).await?;
-                    c.sync_monitors();
+        let mut passes: u32 = 0;
+        loop {
+            if passes.is_multiple_of(PASSES_PER_DISCOVERY) {
+                match collector.resources.refresh(&collector.client).await {
+                    Ok(()) => collector.sync_monitors(),
+                    Err(e) => tracing::info!(error = %e, "garbage collector discovery failed"),
                 }
-                c.pass().await
             }
-        })
-        .await;
+            passes = passes.wrapping_add(1);
+            if let Err(e) = collector.pass().await {
+                tracing::info!(error = %e, "garbage collection failed; retrying");
+            }
+            // Next pass: after the period, or sooner when an owner goes (never more often
+            // than the minimum spacing: a pass reads every cached object).
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(PASS_PERIOD) => {}
+                _ = collector.wake.notified() => {}
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(MIN_PASS_SPACING) => {}
+            }
+        }
         collector.stop_monitors();
-        result
+        Ok(())
     });
 }
 
@@ -143,6 +159,18 @@ impl Collector {
             }
             let informer = Arc::new(Informer::metadata(self.client.clone(), &served.resource));
             informer.add_index(OWNER_UID_INDEX, owner_uids);
+            let watcher = self.clone();
+            informer.add_handler(move |change| {
+                let object = change.object();
+                let going = matches!(change, Change::Deleted(_))
+                    || object.metadata.deletion_timestamp.is_some();
+                if going
+                    && let Some(uid) = object.metadata.uid.as_deref()
+                    && watcher.has_dependents(uid)
+                {
+                    watcher.wake.notify_one();
+                }
+            });
             let stop = self.stop.child_token();
             let resource = served.group_resource();
             tokio::spawn({
@@ -208,6 +236,11 @@ impl Collector {
             }
         }
         Ok(())
+    }
+
+    fn has_dependents(&self, uid: &str) -> bool {
+        let monitors = self.monitors.read().unwrap_or_else(PoisonError::into_inner);
+        monitors.values().any(|m| !m.informer.indexed(OWNER_UID_INDEX, uid).is_empty())
     }
 
     /// The cached dependents of `uid`, of every resource.
