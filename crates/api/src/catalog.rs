@@ -3,6 +3,8 @@
 //! subresources) and where objects live in the store. The API server is a generic machine
 //! driven by this table; a kind-specific branch elsewhere needs a reason.
 
+use std::collections::HashSet;
+
 /// Verbs of an ordinary read-write resource.
 pub const ALL_VERBS: &[&str] =
     &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
@@ -111,7 +113,25 @@ pub struct Catalog {
 impl Catalog {
     /// The built-in resources of Kubernetes 1.35.
     pub fn builtin() -> Self {
-        Self { resources: builtin::resources() }
+        Self { resources: BUILTIN.clone() }
+    }
+
+    /// The built-in resources followed by `custom` ones (those of CustomResourceDefinitions),
+    /// which discovery lists after every built-in group, as upstream does.
+    pub fn with_custom(custom: impl IntoIterator<Item = Resource>) -> Self {
+        let mut resources = BUILTIN.clone();
+        resources.extend(custom);
+        Self { resources }
+    }
+
+    /// A built-in resource, by [`Catalog::lookup`]'s key.
+    pub fn builtin_lookup(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+        BUILTIN.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+    }
+
+    /// The built-in resources, without a copy.
+    pub fn builtin_resources() -> &'static [Resource] {
+        &BUILTIN
     }
 
     pub fn resources(&self) -> &[Resource] {
@@ -181,6 +201,62 @@ impl Catalog {
     /// Resources of one group-version, in catalog order.
     pub fn group_version(&self, group: &str, version: &str) -> Vec<&Resource> {
         self.resources.iter().filter(|r| r.group == group && r.version == version).collect()
+    }
+}
+
+static BUILTIN: std::sync::LazyLock<Vec<Resource>> = std::sync::LazyLock::new(builtin::resources);
+
+/// Strings interned for the `&'static str` fields of resources made at run time (from
+/// CustomResourceDefinitions). Each distinct string is kept once for the life of the process,
+/// so memory grows with the number of distinct names ever served, not with updates.
+static INTERNED: std::sync::Mutex<Option<HashSet<&'static str>>> = std::sync::Mutex::new(None);
+static INTERNED_LISTS: std::sync::Mutex<Option<HashSet<&'static [&'static str]>>> =
+    std::sync::Mutex::new(None);
+
+/// `s` as a `&'static str`, shared with every earlier call for an equal string.
+pub fn intern(s: &str) -> &'static str {
+    let mut set = INTERNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let set = set.get_or_insert_with(HashSet::new);
+    if let Some(found) = set.get(s) {
+        return found;
+    }
+    let leaked: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    set.insert(leaked);
+    leaked
+}
+
+/// A list of strings as a `&'static` slice, shared with every earlier call for an equal list.
+pub fn intern_list<S: AsRef<str>>(items: &[S]) -> &'static [&'static str] {
+    let interned: Vec<&'static str> = items.iter().map(|s| intern(s.as_ref())).collect();
+    let mut set = INTERNED_LISTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let set = set.get_or_insert_with(HashSet::new);
+    if let Some(found) = set.get(interned.as_slice()) {
+        return found;
+    }
+    let leaked: &'static [&'static str] = Box::leak(interned.into_boxed_slice());
+    set.insert(leaked);
+    leaked
+}
+
+const GET_PATCH_UPDATE: &[&str] = &["get", "patch", "update"];
+const CUSTOM_STATUS: Subresource =
+    Subresource { name: "status", kind: "", group: None, version: None, verbs: GET_PATCH_UPDATE };
+const CUSTOM_SCALE: Subresource = Subresource {
+    name: "scale",
+    kind: "Scale",
+    group: Some("autoscaling"),
+    version: Some("v1"),
+    verbs: GET_PATCH_UPDATE,
+};
+
+/// The subresources a custom resource may have: `status` (whose kind is the resource's own,
+/// filled in by discovery) and `scale` (an `autoscaling/v1` Scale).
+pub fn custom_subresources(status: bool, scale: bool) -> &'static [Subresource] {
+    match (status, scale) {
+        (false, false) => &[],
+        (true, false) => &[CUSTOM_STATUS],
+        (false, true) => &[CUSTOM_SCALE],
+        (true, true) => &[CUSTOM_SCALE, CUSTOM_STATUS],
     }
 }
 

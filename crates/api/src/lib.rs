@@ -14,6 +14,7 @@ pub mod fields;
 pub mod labels;
 pub mod names;
 pub mod quantity;
+pub mod schema;
 pub mod strategic;
 pub mod validation;
 

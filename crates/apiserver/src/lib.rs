@@ -9,6 +9,7 @@
 //! It never reaches into other components: schedulers, controllers and kubelets are its
 //! clients, over HTTP, like everyone else.
 
+mod crd;
 mod discovery;
 mod error;
 mod health;

@@ -137,7 +137,7 @@ impl ApiServer {
         let api = Arc::new(state);
         // Every cache loads and follows its resource from the start, as upstream's do, so
         // the first list is as fast as the next (they load in the background).
-        for resource in api.catalog.resources() {
+        for resource in api.catalog().resources() {
             if resource.has_verb("watch") {
                 api.caches.get(resource);
             }
@@ -171,6 +171,7 @@ impl ApiServer {
         info!(addr = ?listener.local_addr().ok(), "API server serving");
         // Field validation needs the schemas on the first write; build them now, off the
         // request path.
+        let crds = tokio::spawn(crate::crd::run(api.clone(), shutdown.clone()));
         let warm = tokio::spawn(async {
             if let Err(status) = crate::openapi::field_schemas().await {
                 warn!(error = ?status, "field schemas unavailable");
@@ -223,6 +224,7 @@ impl ApiServer {
 
         health.set_ready(false);
         warm.abort();
+        crds.abort();
         drop(listener);
         info!("API server draining connections");
         if tokio::time::timeout(DRAIN_GRACE, graceful.shutdown()).await.is_err() {

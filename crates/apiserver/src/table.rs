@@ -4,6 +4,8 @@
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
+use crate::crd::PrinterColumn;
+
 /// A client asks for a Table with `Accept: application/json;as=Table;v=v1;g=meta.k8s.io`.
 pub fn wants_table(accept: Option<&str>) -> bool {
     let Some(accept) = accept else { return false };
@@ -562,26 +564,55 @@ fn row(columns: &[Column], object: &Value) -> Value {
 }
 
 /// A Table of `objects` of one kind with list metadata `list_meta` (resourceVersion,
-/// continue, ...), with upstream's columns for that kind.
+/// continue, ...), with upstream's columns for that kind, or `Name` and the `custom` columns
+/// of a custom resource.
 pub fn table(
     group: &str,
     kind: &str,
+    custom: Option<&[PrinterColumn]>,
     version: &str,
     objects: &[Value],
     list_meta: Map<String, Value>,
     with_columns: bool,
 ) -> Value {
-    let columns = columns(group, kind);
+    let (rows, definitions) = match custom {
+        Some(custom) => {
+            let rows = objects.iter().map(|o| custom_row(custom, o)).collect::<Vec<_>>();
+            let name = column_definitions(&[col("Name", "string", 0, name_cell)]);
+            let definitions = name
+                .as_array()
+                .into_iter()
+                .flatten()
+                .cloned()
+                .chain(custom.iter().map(PrinterColumn::definition))
+                .collect();
+            (rows, Value::Array(definitions))
+        }
+        None => {
+            let columns = columns(group, kind);
+            let rows = objects.iter().map(|o| row(&columns, o)).collect::<Vec<_>>();
+            (rows, column_definitions(&columns))
+        }
+    };
     let mut out = json!({
         "kind": "Table",
         "apiVersion": version,
         "metadata": list_meta,
-        "rows": objects.iter().map(|o| row(&columns, o)).collect::<Vec<_>>(),
+        "rows": rows,
     });
     if with_columns && let Value::Object(map) = &mut out {
-        map.insert("columnDefinitions".into(), column_definitions(&columns));
+        map.insert("columnDefinitions".into(), definitions);
     }
     out
+}
+
+fn custom_row(custom: &[PrinterColumn], object: &Value) -> Value {
+    let cells = std::iter::once(name_cell(object)).chain(custom.iter().map(|c| c.cell(object)));
+    let mut row = row(&[], object);
+    if let Some(map) = row.as_object_mut() {
+        map.insert("cells".into(), Value::Array(cells.collect()));
+    }
+    row
 }
 
 /// Upstream's `HumanDuration`: how kubectl-style ages read (`45s`, `3m12s`, `5h`, `12d`).

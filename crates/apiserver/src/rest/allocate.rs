@@ -6,6 +6,7 @@
 use std::net::Ipv4Addr;
 
 use bytes::Bytes;
+use krust_api::catalog::Catalog;
 use serde_json::{Value, json};
 
 use super::object::{self, meta_str, object_at};
@@ -42,14 +43,14 @@ fn random_ip((base, prefix): (Ipv4Addr, u8)) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(base).wrapping_add(offset as u32))
 }
 
-fn ip_key(ctx: &Ctx<'_>, ip: &str) -> String {
-    match ctx.state.catalog.lookup("networking.k8s.io", "v1", "ipaddresses") {
+fn ip_key(ip: &str) -> String {
+    match Catalog::builtin_lookup("networking.k8s.io", "v1", "ipaddresses") {
         Some(r) => r.store_key(None, ip),
         None => format!("/registry/networking.k8s.io/ipaddresses/{ip}"),
     }
 }
 
-fn ip_claim(ctx: &Ctx<'_>, ip: &str, namespace: &str, name: &str, requested: bool) -> Claim {
+fn ip_claim(ip: &str, namespace: &str, name: &str, requested: bool) -> Claim {
     let address = json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "IPAddress",
@@ -65,7 +66,7 @@ fn ip_claim(ctx: &Ctx<'_>, ip: &str, namespace: &str, name: &str, requested: boo
         "spec": {"parentRef": {"group": "", "resource": "services", "namespace": namespace, "name": name}},
     });
     Claim {
-        key: ip_key(ctx, ip),
+        key: ip_key(ip),
         value: Bytes::from(address.to_string()),
         requested,
         what: format!("IP {ip}"),
@@ -153,7 +154,7 @@ pub fn plan_update(ctx: &Ctx<'_>, old: &Value, new: &mut Value) -> ApiResult<Rea
     if new_type == "ExternalName" {
         spec.remove("clusterIP");
         spec.remove("clusterIPs");
-        plan.releases.extend(old_ips.iter().filter(|ip| *ip != "None").map(|ip| ip_key(ctx, ip)));
+        plan.releases.extend(old_ips.iter().filter(|ip| *ip != "None").map(|ip| ip_key(ip)));
     } else if old_ips.is_empty() {
         plan.claims.extend(cluster_ip(ctx, spec, &name, &namespace)?);
     } else {
@@ -263,13 +264,13 @@ fn cluster_ip(
             }
             spec.insert("clusterIP".into(), json!(ip));
             spec.insert("clusterIPs".into(), json!([ip]));
-            Some(ip_claim(ctx, ip, namespace, name, true))
+            Some(ip_claim(ip, namespace, name, true))
         }
         None => {
             let ip = random_ip(cidr).to_string();
             spec.insert("clusterIP".into(), json!(ip));
             spec.insert("clusterIPs".into(), json!([ip]));
-            Some(ip_claim(ctx, &ip, namespace, name, false))
+            Some(ip_claim(&ip, namespace, name, false))
         }
     };
     spec.entry("ipFamilies").or_insert_with(|| json!(["IPv4"]));
@@ -396,11 +397,7 @@ pub fn held_keys(ctx: &Ctx<'_>, object: &Value) -> Vec<String> {
         .pointer("/spec/clusterIPs")
         .and_then(Value::as_array)
         .map(|ips| {
-            ips.iter()
-                .filter_map(Value::as_str)
-                .filter(|ip| *ip != "None")
-                .map(|ip| ip_key(ctx, ip))
-                .collect()
+            ips.iter().filter_map(Value::as_str).filter(|ip| *ip != "None").map(ip_key).collect()
         })
         .unwrap_or_default();
     if let Some(ports) = object.pointer("/spec/ports").and_then(Value::as_array) {

@@ -54,7 +54,7 @@ pub(super) async fn apply(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
     }
     drop_nulls(&mut config);
     if let Some(served) = &ctx.served_as {
-        config = super::legacy::body_to_storage(served, config);
+        config = super::legacy::body_to_storage(served, &ctx.resource, config);
     }
     check_type_meta(ctx, &mut config)?;
     let warnings = field_validation::check(ctx, &mut config, None).await?;

@@ -5,6 +5,7 @@
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
+use krust_api::catalog::Catalog;
 use krust_store::StoreExt;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
@@ -34,7 +35,7 @@ pub(super) async fn get_or_list(ctx: &Ctx<'_>) -> ApiResult {
     };
     let response = if ctx.wants_table() {
         let version = table::table_version(ctx.accept.as_deref());
-        let table = table::table("", "ComponentStatus", version, &items, Map::new(), true);
+        let table = table::table("", "ComponentStatus", None, version, &items, Map::new(), true);
         json_response(StatusCode::OK, &table)
     } else if ctx.req.name.is_some() {
         json_response(StatusCode::OK, &items[0])
@@ -74,10 +75,7 @@ async fn store_status(ctx: &Ctx<'_>) -> Value {
 }
 
 async fn leased(ctx: &Ctx<'_>, component: &str, lease: &str) -> Value {
-    let key = ctx
-        .state
-        .catalog
-        .lookup("coordination.k8s.io", "v1", "leases")
+    let key = Catalog::builtin_lookup("coordination.k8s.io", "v1", "leases")
         .map(|r| r.store_key(Some("kube-system"), lease));
     let stored = match key {
         Some(key) => ctx.store().get(&key).await.ok().flatten(),

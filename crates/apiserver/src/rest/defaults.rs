@@ -211,6 +211,9 @@ fn service(object: &mut Value) {
 /// write-only `stringData` is merged into `data` (base64), as upstream's conversion does.
 pub fn normalize(group: &str, kind: &str, object: &mut Value) {
     use base64::Engine as _;
+    if (group, kind) == ("apiextensions.k8s.io", "CustomResourceDefinition") {
+        crate::crd::default_spec(object);
+    }
     if (group, kind) != ("", "Secret") {
         return;
     }

@@ -43,10 +43,18 @@ pub(super) async fn check(
     let mode = mode(ctx)?;
     let schemas = crate::openapi::field_schemas().await?;
     let resource = &ctx.resource;
-    let Some(unknown) =
-        schemas.prune_unknown(resource.group, resource.version, resource.kind, object)
-    else {
-        return Ok(Vec::new());
+    let unknown = match ctx.custom() {
+        // A custom resource without a schema keeps everything.
+        Some(custom) => match &custom.schema {
+            Some(schema) => schema.prune(object),
+            None => Vec::new(),
+        },
+        None => {
+            match schemas.prune_unknown(resource.group, resource.version, resource.kind, object) {
+                Some(unknown) => unknown,
+                None => return Ok(Vec::new()),
+            }
+        }
     };
     if mode == Mode::Ignore {
         return Ok(Vec::new());

@@ -14,19 +14,30 @@ use serde_json::Value;
 use super::ApiResult;
 use crate::status::Status;
 
-/// Converts a request body of the served version into the storage version.
-pub(super) fn body_to_storage(served: &Resource, object: Value) -> Value {
+/// Converts a request body of the served version into the storage version. Custom resources
+/// convert as upstream's `None` strategy does: only the apiVersion changes.
+pub(super) fn body_to_storage(served: &Resource, storage: &Resource, object: Value) -> Value {
     let legacy = served.api_version();
     match object.get("apiVersion").and_then(Value::as_str) {
         // A body naming another version is left for the type check to refuse.
         Some(v) if !v.is_empty() && v != legacy => object,
-        _ => convert::to_storage(served.group, served.version, served.kind, object),
+        _ => {
+            let mut object = convert::to_storage(served.group, served.version, served.kind, object);
+            if let Some(map) = object.as_object_mut() {
+                map.insert("apiVersion".into(), Value::String(storage.api_version()));
+            }
+            object
+        }
     }
 }
 
 /// Converts a stored object into the served version (for patches, which apply in its terms).
 pub(super) fn object_to_served(served: &Resource, object: Value) -> Value {
-    convert::from_storage(served.group, served.version, served.kind, object)
+    let mut object = convert::from_storage(served.group, served.version, served.kind, object);
+    if let Some(map) = object.as_object_mut() {
+        map.insert("apiVersion".into(), Value::String(served.api_version()));
+    }
+    object
 }
 
 /// Converts what a handler answered for the storage version into the served version.
@@ -70,12 +81,12 @@ impl Served {
     fn document(&self, mut value: Value) -> Value {
         let r = &self.resource;
         if self.is_stored(&value, r.kind) {
-            return convert::from_storage(r.group, r.version, r.kind, value);
+            return object_to_served(r, value);
         }
         if self.is_stored(&value, &r.list_kind()) {
             if let Some(Value::Array(items)) = value.get_mut("items") {
                 for item in items.iter_mut() {
-                    *item = convert::from_storage(r.group, r.version, r.kind, item.take());
+                    *item = object_to_served(r, item.take());
                 }
             }
             if let Some(map) = value.as_object_mut() {

@@ -37,6 +37,7 @@ use crate::status::Status;
 pub use allocate::{DEFAULT_SERVICE_CIDR, ensure_kubernetes_service};
 pub use node_proxy::KubeletClient;
 pub use object::ensure_namespaces;
+pub(crate) use object::now;
 use params::Params;
 
 /// Bodies larger than this are refused with 413, as upstream does.
@@ -51,7 +52,11 @@ const LEASE_REUSE: Duration = Duration::from_secs(60);
 /// What every request handler shares.
 #[derive(Debug)]
 pub struct ApiState {
-    pub catalog: Catalog,
+    /// What is served: the built-in resources and those of CustomResourceDefinitions, replaced
+    /// whenever a CRD changes (see [`crate::crd`]).
+    catalog: std::sync::RwLock<Arc<Catalog>>,
+    /// The schemas, printer columns and states of custom resources.
+    pub crds: crate::crd::CustomResources,
     pub store: Arc<dyn Store>,
     /// `host:port` clients use to reach this server (for `/api`'s address list).
     pub server_address: String,
@@ -76,7 +81,8 @@ impl ApiState {
         Self {
             metrics: crate::metrics::Metrics::new().ok(),
             caches: crate::watch_cache::WatchCaches::new(store.clone()),
-            catalog,
+            catalog: std::sync::RwLock::new(Arc::new(catalog)),
+            crds: crate::crd::CustomResources::default(),
             store,
             server_address,
             record_gc_finalizers: false,
@@ -84,6 +90,17 @@ impl ApiState {
             kubelet_client: None,
             event_lease: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// What is served now.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Serves `catalog` from now on.
+    pub fn set_catalog(&self, catalog: Catalog) {
+        *self.catalog.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Arc::new(catalog);
     }
 
     /// The store lease a new object of `resource` is attached to (0: none). Events get one
@@ -129,9 +146,10 @@ async fn dispatch(state: &ApiState, request: Request) -> ApiResult {
         return Err(Status::not_acceptable(&["application/json", "application/yaml"]));
     }
     let aggregated = discovery::aggregated_version(accept.as_deref());
+    let catalog = state.catalog();
     let req = match path {
         ApiPath::Root { legacy } if let Some((version, content_type)) = aggregated => {
-            let body = discovery::aggregated(&state.catalog, legacy, version);
+            let body = discovery::aggregated(&catalog, legacy, version);
             let mut response = json_response(StatusCode::OK, &body);
             response
                 .headers_mut()
@@ -145,15 +163,15 @@ async fn dispatch(state: &ApiState, request: Request) -> ApiResult {
             ));
         }
         ApiPath::Root { legacy: false } => {
-            return Ok(json_response(StatusCode::OK, &discovery::api_group_list(&state.catalog)));
+            return Ok(json_response(StatusCode::OK, &discovery::api_group_list(&catalog)));
         }
         ApiPath::Group { group } => {
             let group =
-                discovery::api_group(&state.catalog, &group).ok_or_else(Status::path_not_found)?;
+                discovery::api_group(&catalog, &group).ok_or_else(Status::path_not_found)?;
             return Ok(json_response(StatusCode::OK, &group));
         }
         ApiPath::GroupVersion { group, version } => {
-            let list = discovery::api_resource_list(&state.catalog, &group, &version)
+            let list = discovery::api_resource_list(&catalog, &group, &version)
                 .ok_or_else(Status::path_not_found)?;
             return Ok(json_response(StatusCode::OK, &list));
         }
@@ -188,14 +206,14 @@ async fn serve_resource(
     upgrade: Option<Upgrade>,
     body: Body,
 ) -> ApiResult {
-    let requested = state
-        .catalog
+    let catalog = state.catalog();
+    let requested = catalog
         .lookup(&req.group, &req.version, &req.resource)
         .ok_or_else(Status::path_not_found)?
         .clone();
     check_scope(&requested, &req)?;
     // A legacy version is served by the handlers of its storage version, converted at the edges.
-    let storage = requested.storage.and_then(|(g, v)| state.catalog.lookup(g, v, requested.plural));
+    let storage = requested.storage.and_then(|(g, v)| catalog.lookup(g, v, requested.plural));
     let (resource, served_as) = match storage {
         Some(storage) => (storage.clone(), Some(requested)),
         None => (requested, None),
@@ -381,6 +399,29 @@ impl Ctx<'_> {
             .with_causes(causes)
     }
 
+    /// The custom resource version addressed; None for a built-in resource.
+    fn custom(&self) -> Option<Arc<crate::crd::CustomVersion>> {
+        self.state.crds.get(self.served_as.as_ref().unwrap_or(&self.resource))
+    }
+
+    fn is_crd(&self) -> bool {
+        self.resource.group == "apiextensions.k8s.io"
+            && self.resource.kind == "CustomResourceDefinition"
+    }
+
+    /// A Table of `objects` of the resource addressed.
+    fn table(
+        &self,
+        version: &str,
+        objects: &[Value],
+        list_meta: serde_json::Map<String, Value>,
+    ) -> Value {
+        let custom = self.custom();
+        let columns = custom.as_ref().map(|c| c.columns.as_slice());
+        let (group, kind) = (self.resource.group, self.resource.kind);
+        crate::table::table(group, kind, columns, version, objects, list_meta, true)
+    }
+
     fn wants_table(&self) -> bool {
         crate::table::wants_table(self.accept.as_deref())
     }
@@ -488,6 +529,18 @@ fn store_error(error: krust_store::Error) -> Status {
         e @ E::Storage { .. } => Status::internal(e.to_string()),
         E::Closed => Status::service_unavailable("the storage is shutting down"),
     }
+}
+
+/// The REST routes alone, for tests that drive the machine without TLS.
+#[cfg(test)]
+pub(crate) fn test_router(state: Arc<ApiState>) -> axum::Router {
+    use axum::routing::any;
+    axum::Router::new()
+        .route("/api", any(handle))
+        .route("/api/{*rest}", any(handle))
+        .route("/apis", any(handle))
+        .route("/apis/{*rest}", any(handle))
+        .with_state(state)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 use hyper_util::rt::TokioIo;
+use krust_api::catalog::Catalog;
 use rustls::DigitallySignedStruct;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -383,10 +384,7 @@ pub async fn node_get(ctx: &Ctx<'_>) -> ApiResult {
 
 /// The Node object `name` (from the cluster-scoped `nodes`).
 async fn node_of(ctx: &Ctx<'_>, name: &str) -> ApiResult<Value> {
-    let nodes = ctx
-        .state
-        .catalog
-        .lookup("", "v1", "nodes")
+    let nodes = Catalog::builtin_lookup("", "v1", "nodes")
         .ok_or_else(|| Status::internal("no nodes resource"))?
         .clone();
     let mut node_ctx = ctx.clone();

@@ -24,10 +24,7 @@ pub async fn get(ctx: &Ctx<'_>) -> ApiResult {
     if ctx.wants_table() {
         let version = table::table_version(ctx.accept.as_deref());
         let meta = list_meta(meta_rv(&object));
-        return Ok(json_response(
-            StatusCode::OK,
-            &table::table(ctx.resource.group, ctx.resource.kind, version, &[object], meta, true),
-        ));
+        return Ok(json_response(StatusCode::OK, &ctx.table(version, &[object], meta)));
     }
     Ok(json_response(StatusCode::OK, &object))
 }
@@ -298,10 +295,7 @@ async fn list_from_cache(ctx: &Ctx<'_>, filter: &Filter) -> ApiResult<Option<Res
             .map(|o| serde_json::from_slice(&o.bytes).unwrap_or(Value::Null))
             .collect();
         let version = table::table_version(ctx.accept.as_deref());
-        return Ok(Some(json_response(
-            StatusCode::OK,
-            &table::table(ctx.resource.group, ctx.resource.kind, version, &items, meta, true),
-        )));
+        return Ok(Some(json_response(StatusCode::OK, &ctx.table(version, &items, meta))));
     }
     let body =
         list_body(&ctx.resource.list_kind(), &ctx.resource.api_version(), &meta, &snapshot.objects);
@@ -350,10 +344,7 @@ pub async fn list(ctx: &Ctx<'_>) -> ApiResult<Response> {
     }
     if ctx.wants_table() {
         let version = table::table_version(ctx.accept.as_deref());
-        return Ok(json_response(
-            StatusCode::OK,
-            &table::table(ctx.resource.group, ctx.resource.kind, version, &page.items, meta, true),
-        ));
+        return Ok(json_response(StatusCode::OK, &ctx.table(version, &page.items, meta)));
     }
     let list = json!({
         "kind": ctx.resource.list_kind(),

@@ -4,6 +4,7 @@
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::Response;
+use krust_api::catalog::Catalog;
 use serde_json::{Value, json};
 
 use super::object::{decode, meta_str, metadata, metadata_mut, object_at};
@@ -40,7 +41,60 @@ fn selector_string(object: &Value) -> String {
     parsed.map(|s| s.to_string()).unwrap_or_default()
 }
 
+/// Where a resource keeps what Scale shows: JSON pointers to the desired and current replica
+/// counts and, for custom resources, to the selector string (built-in workloads have
+/// `spec.selector`).
+struct ScalePointers {
+    spec_replicas: String,
+    status_replicas: String,
+    selector: Option<String>,
+}
+
+/// `.spec.replicas` → `/spec/replicas` (custom resources' scale paths are simple field paths).
+fn pointer(path: &str) -> String {
+    path.split('.').filter(|s| !s.is_empty()).fold(String::new(), |mut out, segment| {
+        out.push('/');
+        out.push_str(&segment.replace('~', "~0").replace('/', "~1"));
+        out
+    })
+}
+
+fn scale_pointers(ctx: &Ctx<'_>) -> ScalePointers {
+    match ctx.custom().and_then(|c| c.scale.clone()) {
+        Some(paths) => ScalePointers {
+            spec_replicas: pointer(&paths.spec_replicas),
+            status_replicas: pointer(&paths.status_replicas),
+            selector: paths.label_selector.as_deref().map(pointer),
+        },
+        None => ScalePointers {
+            spec_replicas: "/spec/replicas".into(),
+            status_replicas: "/status/replicas".into(),
+            selector: None,
+        },
+    }
+}
+
+/// Sets the value at a JSON pointer, creating the objects on the way.
+fn set_at(object: &mut Value, pointer: &str, value: Value) {
+    let mut node = object;
+    let segments: Vec<String> =
+        pointer.split('/').skip(1).map(|s| s.replace("~1", "/").replace("~0", "~")).collect();
+    let Some((last, parents)) = segments.split_last() else { return };
+    for segment in parents {
+        let Some(map) = node.as_object_mut() else { return };
+        let child = map.entry(segment.clone()).or_insert_with(|| json!({}));
+        if !child.is_object() {
+            *child = json!({});
+        }
+        node = child;
+    }
+    if let Some(map) = node.as_object_mut() {
+        map.insert(last.clone(), value);
+    }
+}
+
 fn to_scale(ctx: &Ctx<'_>, object: &Value) -> Value {
+    let pointers = scale_pointers(ctx);
     let sub = ctx.resource.subresource("scale");
     let group = sub.and_then(|s| s.group).unwrap_or("autoscaling");
     let version = sub.and_then(|s| s.version).unwrap_or("v1");
@@ -56,10 +110,13 @@ fn to_scale(ctx: &Ctx<'_>, object: &Value) -> Value {
         "kind": "Scale",
         "apiVersion": format!("{group}/{version}"),
         "metadata": meta,
-        "spec": {"replicas": object.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1)},
+        "spec": {"replicas": object.pointer(&pointers.spec_replicas).and_then(Value::as_i64).unwrap_or(1)},
         "status": {
-            "replicas": object.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
-            "selector": selector_string(object),
+            "replicas": object.pointer(&pointers.status_replicas).and_then(Value::as_i64).unwrap_or(0),
+            "selector": match &pointers.selector {
+                Some(selector) => object.pointer(selector).and_then(Value::as_str).unwrap_or_default().to_owned(),
+                None => selector_string(object),
+            },
         },
     })
 }
@@ -110,9 +167,7 @@ pub async fn scale(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
             return Err(ctx.conflict(&name, "the object has been modified; please apply your changes to the latest version and try again"));
         }
         let mut scaled = object.clone();
-        if let Some(spec) = object_at(&mut scaled, &["spec"]) {
-            spec.insert("replicas".into(), json!(replicas));
-        }
+        set_at(&mut scaled, &scale_pointers(ctx).spec_replicas, json!(replicas));
         if let Some(written) = write_update(ctx, &kv, scaled).await? {
             return Ok(json_response(StatusCode::OK, &to_scale(ctx, &written)));
         }
@@ -215,7 +270,7 @@ fn decode_body_any(body: &Bytes) -> ApiResult<Value> {
 /// The same request, addressed at the pods resource itself.
 fn pods_ctx<'a>(ctx: &Ctx<'a>) -> Ctx<'a> {
     let mut pods = ctx.clone();
-    if let Some(resource) = ctx.state.catalog.lookup("", "v1", "pods") {
+    if let Some(resource) = Catalog::builtin_lookup("", "v1", "pods") {
         pods.resource = resource.clone();
     }
     pods.req.resource = "pods".into();

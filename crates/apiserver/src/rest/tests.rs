@@ -6,14 +6,13 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use axum::routing::any;
 use http_body_util::BodyExt;
 use krust_api::catalog::Catalog;
 use krust_store::{MemoryConfig, MemoryStore, Store};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::{ApiState, ensure_namespaces, handle};
+use super::{ApiState, ensure_namespaces};
 
 struct Api {
     router: Router,
@@ -30,13 +29,7 @@ async fn api_with(configure: impl FnOnce(&mut ApiState)) -> Api {
     ensure_namespaces(store.as_ref()).await.expect("namespaces");
     let mut state = ApiState::new(Catalog::builtin(), store.clone(), "127.0.0.1:6443".into());
     configure(&mut state);
-    let state = Arc::new(state);
-    let router = Router::new()
-        .route("/api", any(handle))
-        .route("/api/{*rest}", any(handle))
-        .route("/apis", any(handle))
-        .route("/apis/{*rest}", any(handle))
-        .with_state(state);
+    let router = super::test_router(Arc::new(state));
     Api { router, store }
 }
 

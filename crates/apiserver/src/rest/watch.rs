@@ -86,6 +86,7 @@ pub async fn watch(ctx: &Ctx<'_>) -> ApiResult {
         last_bookmark: (Instant::now(), 0),
         group: ctx.resource.group,
         kind: ctx.resource.kind,
+        custom: ctx.custom(),
         api_version: ctx.resource.api_version(),
         store: ctx.state.store.clone(),
         done: false,
@@ -143,6 +144,8 @@ struct WatchState {
     last_bookmark: (Instant, Revision),
     group: &'static str,
     kind: &'static str,
+    /// The printer columns of a custom resource.
+    custom: Option<Arc<crate::crd::CustomVersion>>,
     api_version: String,
     store: Arc<dyn Store>,
     done: bool,
@@ -264,7 +267,8 @@ impl WatchState {
                 }
                 let with_columns = !self.table_columns_sent;
                 self.table_columns_sent = true;
-                table::table(self.group, self.kind, version, &[object], meta, with_columns)
+                let custom = self.custom.as_ref().map(|c| c.columns.as_slice());
+                table::table(self.group, self.kind, custom, version, &[object], meta, with_columns)
             }
             _ => object,
         };

@@ -2,6 +2,7 @@
 
 use axum::body::Bytes;
 use axum::http::{StatusCode, header};
+use krust_api::catalog::Catalog;
 use krust_store::{
     Compare, CompareOp, KeyValue, RangeRequest, StoreExt, TxnOp, TxnOpResponse, TxnRequest,
     WriteOutcome, prefix_end,
@@ -68,7 +69,7 @@ pub(super) fn decode_body(ctx: &Ctx<'_>, body: &Bytes) -> ApiResult<Value> {
         ));
     }
     Ok(match &ctx.served_as {
-        Some(served) => super::legacy::body_to_storage(served, value),
+        Some(served) => super::legacy::body_to_storage(served, &ctx.resource, value),
         None => value,
     })
 }
@@ -143,7 +144,13 @@ fn validate_name(ctx: &Ctx<'_>, name: &str) -> ApiResult<()> {
 
 /// The kind's own rules (`krust_api::validation`), as a 422 with upstream's field errors.
 fn validate_kind(ctx: &Ctx<'_>, name: &str, object: &Value) -> ApiResult<()> {
-    let errors = krust_api::validation::validate(ctx.resource.group, ctx.resource.kind, object);
+    let mut errors = krust_api::validation::validate(ctx.resource.group, ctx.resource.kind, object);
+    if ctx.is_crd() {
+        errors.extend(crate::crd::validate(object));
+    }
+    if let Some(schema) = ctx.custom().as_ref().and_then(|c| c.schema.as_ref()) {
+        errors.extend(schema.validate(object));
+    }
     if errors.is_empty() {
         return Ok(());
     }
@@ -156,7 +163,7 @@ async fn check_namespace_admits(ctx: &Ctx<'_>, name: &str) -> ApiResult<()> {
     let key = format!("/registry/namespaces/{ns}");
     // As upstream's NamespaceLifecycle admission: the namespaces cache, the store for a
     // namespace the cache does not hold (yet).
-    let namespaces = ctx.state.catalog.lookup("", "v1", "namespaces");
+    let namespaces = Catalog::builtin_lookup("", "v1", "namespaces");
     let cached = namespaces
         .and_then(|r| ctx.state.caches.existing(r))
         .and_then(|cache| cache.get(&key))
@@ -238,6 +245,17 @@ fn prepare_for_create(ctx: &Ctx<'_>, object: &mut Value) {
         map.remove("status");
     }
     super::defaults::apply(ctx.resource.group, ctx.resource.kind, object);
+    if ctx.is_crd() {
+        crate::crd::prepare_for_create(object);
+    }
+    custom_defaults(ctx, object);
+}
+
+/// A custom resource's schema defaults, on every write (as upstream defaults the request).
+fn custom_defaults(ctx: &Ctx<'_>, object: &mut Value) {
+    if let Some(schema) = ctx.custom().as_ref().and_then(|c| c.schema.as_ref()) {
+        schema.default(object);
+    }
 }
 
 pub async fn create(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
@@ -283,6 +301,13 @@ pub(super) async fn create_object(
     track: bool,
 ) -> ApiResult {
     validate_name(ctx, &name)?;
+    if ctx.custom().is_some_and(|c| c.terminating) {
+        return Err(Status::failure(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "create not allowed while custom resource definition is terminating",
+        ));
+    }
     check_namespace_admits(ctx, &name).await?;
     prepare_for_create(ctx, &mut object);
     validate_kind(ctx, &name, &object)?;
@@ -454,6 +479,7 @@ async fn write_tracked(
     let old = decode(kv)?;
     let mut merged = merge_for_update(ctx, &old, new);
     super::defaults::normalize(ctx.resource.group, ctx.resource.kind, &mut merged);
+    custom_defaults(ctx, &mut merged);
     if ctx.req.subresource.is_none() {
         let name = meta_str(&merged, "name").unwrap_or_default().to_owned();
         validate_kind(ctx, &name, &merged)?;
@@ -652,6 +678,11 @@ pub async fn update(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
 /// The patch type of a PATCH request and its decoded body.
 pub(super) fn read_patch(ctx: &Ctx<'_>, body: &Bytes) -> ApiResult<(&'static str, Value)> {
     let ct = content_type(ctx);
+    // Custom resources have no patch strategies: upstream refuses strategic merge for them.
+    let scale = ctx.req.subresource.as_deref() == Some("scale");
+    if ct == STRATEGIC_MERGE_PATCH && !scale && ctx.custom().is_some() {
+        return Err(Status::unsupported_media_type(&ct, &[JSON_PATCH, MERGE_PATCH, APPLY_PATCH]));
+    }
     let patch_kind = match ct.as_str() {
         JSON_PATCH => JSON_PATCH,
         MERGE_PATCH => MERGE_PATCH,
@@ -744,7 +775,7 @@ async fn patch_once(
     };
     apply_patch(patch_kind, &mut patched, patch)?;
     if let Some(served) = &ctx.served_as {
-        patched = super::legacy::body_to_storage(served, patched);
+        patched = super::legacy::body_to_storage(served, &ctx.resource, patched);
     }
     let warnings = field_validation::check(ctx, &mut patched, None).await?;
     // A resourceVersion in the patch is a precondition, as upstream treats it.
@@ -919,6 +950,10 @@ async fn delete_one(
         Some("Orphan") => Some("orphan"),
         _ => None,
     };
+    // A CRD goes once its custom resources are gone (see `crate::crd`).
+    if ctx.is_crd() && !finalizers.iter().any(|v| v == crate::crd::CLEANUP_FINALIZER) {
+        finalizers.push(crate::crd::CLEANUP_FINALIZER.into());
+    }
     // Recorded for the garbage collector, which removes it once dependents are handled.
     if let Some(f) = wanted
         && !finalizers.iter().any(|v| v == f)
@@ -1012,7 +1047,7 @@ async fn write_marked(ctx: &Ctx<'_>, kv: &KeyValue, mut object: Value) -> ApiRes
 async fn delete_namespace_contents(ctx: &Ctx<'_>, namespace: &str) -> ApiResult<()> {
     let mut prefixes: Vec<String> = ctx
         .state
-        .catalog
+        .catalog()
         .resources()
         .iter()
         .filter(|r| r.namespaced)
@@ -1021,7 +1056,7 @@ async fn delete_namespace_contents(ctx: &Ctx<'_>, namespace: &str) -> ApiResult<
     prefixes.sort();
     prefixes.dedup();
     // Services hold IPs and node ports outside the namespace: release them first.
-    if let Some(services) = ctx.state.catalog.lookup("", "v1", "services") {
+    if let Some(services) = Catalog::builtin_lookup("", "v1", "services") {
         let prefix = services.store_namespace_prefix(Some(namespace));
         let listed = ctx.store().range(RangeRequest::prefix(prefix)).await.map_err(store_error)?;
         let mut svc_ctx = ctx.clone();

@@ -1,0 +1,213 @@
+//! CustomResourceDefinitions with real kubectl 1.35: a CRD applied and established, its custom
+//! resources applied (client- and server-side), listed with the printer columns, found by
+//! short name and in `get all`, refused when the schema says so, scaled through the `scale`
+//! subresource, and deleted with their CRD.
+
+use krust_testsupport::KrustServer;
+
+const KUBECTL: &str = "1.35";
+
+const CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: crontabs.stable.example.com
+spec:
+  group: stable.example.com
+  scope: Namespaced
+  names:
+    plural: crontabs
+    singular: crontab
+    kind: CronTab
+    shortNames: [ct]
+    categories: [all]
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale:
+        specReplicasPath: .spec.replicas
+        statusReplicasPath: .status.replicas
+    additionalPrinterColumns:
+    - name: Spec
+      type: string
+      jsonPath: .spec.cronSpec
+    - name: Replicas
+      type: integer
+      jsonPath: .spec.replicas
+    - name: Age
+      type: date
+      jsonPath: .metadata.creationTimestamp
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [cronSpec]
+            properties:
+              cronSpec:
+                type: string
+                pattern: '^(\d+|\*)(/\d+)?(\s+(\d+|\*)(/\d+)?){4}$'
+              image:
+                type: string
+              replicas:
+                type: integer
+                minimum: 1
+                maximum: 10
+                default: 1
+          status:
+            type: object
+            properties:
+              replicas:
+                type: integer
+"#;
+
+fn crontab(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata:\n  name: {name}\nspec:\n{spec}"
+    )
+}
+
+#[test]
+#[ignore = "end-to-end: real krust server and kubectl"]
+fn kubectl_serves_custom_resources_from_a_crd() {
+    let server = KrustServer::start(env!("CARGO_BIN_EXE_krust"), &[]).expect("server starts");
+    let dir = server.data_dir().to_owned();
+    let file = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("manifest");
+        path
+    };
+    let kubectl =
+        |args: &[&std::ffi::OsStr]| server.kubectl(KUBECTL).args(args).output().expect("kubectl");
+    let ok = |args: &[&str]| server.kubectl(KUBECTL).args(args).run().expect("kubectl succeeds");
+
+    let crd = file("crd.yaml", CRD);
+    let out = server
+        .kubectl(KUBECTL)
+        .args(["apply".as_ref(), "-f".as_ref(), crd.as_os_str()])
+        .run()
+        .expect("apply crd");
+    assert_eq!(
+        out.trim(),
+        "customresourcedefinition.apiextensions.k8s.io/crontabs.stable.example.com created"
+    );
+    let out = ok(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "--timeout=30s",
+        "crd/crontabs.stable.example.com",
+    ]);
+    assert_eq!(
+        out.trim(),
+        "customresourcedefinition.apiextensions.k8s.io/crontabs.stable.example.com condition met"
+    );
+
+    let daily = file(
+        "daily.yaml",
+        &crontab("daily", "  cronSpec: '* * * * */5'\n  image: my-cron-image\n"),
+    );
+    let apply = |path: &std::path::Path| {
+        server
+            .kubectl(KUBECTL)
+            .args(["apply".as_ref(), "-f".as_ref(), path.as_os_str()])
+            .output()
+            .expect("kubectl apply")
+    };
+    let out = apply(&daily);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "crontab.stable.example.com/daily created"
+    );
+
+    // The printer columns, the short name, the `all` category.
+    let table = ok(&["get", "crontabs"]);
+    let lines: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0], ["NAME", "SPEC", "REPLICAS", "AGE"], "{table}");
+    assert_eq!(&lines[1][..6], ["daily", "*", "*", "*", "*", "*/5"], "{table}");
+    assert_eq!(lines[1][6], "1", "the schema's default: {table}");
+    let short = ok(&["get", "ct", "-o", "name"]);
+    assert_eq!(short.trim(), "crontab.stable.example.com/daily");
+    let all = ok(&["get", "all", "-o", "name"]);
+    assert!(all.lines().any(|l| l == "crontab.stable.example.com/daily"), "{all}");
+
+    // Changed and applied again: configured (a merge patch), then unchanged.
+    let changed = file(
+        "daily.yaml",
+        &crontab("daily", "  cronSpec: '* * * * */5'\n  image: my-cron-image\n  replicas: 2\n"),
+    );
+    let out = apply(&changed);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "crontab.stable.example.com/daily configured",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = apply(&changed);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "crontab.stable.example.com/daily unchanged"
+    );
+
+    // The schema refuses what it does not allow, in upstream's words.
+    let bad = file("bad.yaml", &crontab("bad", "  cronSpec: often\n  replicas: 20\n"));
+    let out = apply(&bad);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("The CronTab \"bad\" is invalid: "), "{stderr}");
+    assert!(stderr.contains("spec.replicas: Invalid value: 20: spec.replicas in body should be less than or equal to 10"), "{stderr}");
+    let unknown =
+        file("unknown.yaml", &crontab("unknown", "  cronSpec: '* * * * *'\n  colour: red\n"));
+    let out = apply(&unknown);
+    assert!(!out.status.success(), "kubectl validates strictly by default");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown field \"spec.colour\""), "{stderr}");
+
+    // Server-side apply of a custom resource.
+    let weekly = file("weekly.yaml", &crontab("weekly", "  cronSpec: '0 0 * * 0'\n"));
+    let out =
+        kubectl(&["apply".as_ref(), "--server-side".as_ref(), "-f".as_ref(), weekly.as_os_str()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "crontab.stable.example.com/weekly serverside-applied"
+    );
+    let applied = server
+        .get_json(KUBECTL, &["get", "crontab", "weekly", "--show-managed-fields"])
+        .expect("get weekly");
+    let managers: Vec<&str> = applied["metadata"]["managedFields"]
+        .as_array()
+        .expect("managedFields")
+        .iter()
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
+    assert!(managers.contains(&"kubectl"), "{managers:?}");
+
+    // The scale subresource.
+    let out = ok(&["scale", "crontab/daily", "--replicas=5"]);
+    assert_eq!(out.trim(), "crontab.stable.example.com/daily scaled");
+    let scaled = server.get_json(KUBECTL, &["get", "crontab", "daily"]).expect("get daily");
+    assert_eq!(scaled["spec"]["replicas"], 5);
+
+    // Deleting the CRD deletes its custom resources; the type is gone.
+    let out = ok(&["delete", "crd", "crontabs.stable.example.com"]);
+    assert_eq!(
+        out.trim(),
+        "customresourcedefinition.apiextensions.k8s.io \"crontabs.stable.example.com\" deleted"
+    );
+    server.wait_for(std::time::Duration::from_secs(30), "the CRD to go", || {
+        let out = kubectl(&["get".as_ref(), "crd".as_ref(), "-o".as_ref(), "name".as_ref()]);
+        String::from_utf8_lossy(&out.stdout).trim().is_empty().then_some(())
+    });
+    // Discovery no longer lists the group (`api-resources` refreshes kubectl's cache).
+    let listed = ok(&["api-resources", "--api-group=stable.example.com", "-o", "name"]);
+    assert_eq!(listed.trim(), "", "{listed}");
+    let out = kubectl(&["get".as_ref(), "crontabs".as_ref()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the server doesn't have a resource type \"crontabs\""), "{stderr}");
+}
