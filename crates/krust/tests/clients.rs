@@ -3,17 +3,8 @@
 
 use krust_testsupport::{KrustServer, tool};
 
-/// Runs a Python client script with the server's kubeconfig path as its argument; returns
-/// stdout, failing the test with both streams when the script fails.
 fn run_python(server: &KrustServer, script: &str) -> String {
-    let out = std::process::Command::new(tool("python-k8s"))
-        .args(["-c", script])
-        .arg(server.kubeconfig())
-        .output()
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    stdout
+    server.python(script)
 }
 
 fn start() -> KrustServer {

@@ -211,3 +211,78 @@ fn kubectl_serves_custom_resources_from_a_crd() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("the server doesn't have a resource type \"crontabs\""), "{stderr}");
 }
+
+/// The Python client: a CRD through `ApiextensionsV1Api`, custom resources through
+/// `CustomObjectsApi` (create, get, list, merge and JSON patches, status, watch, delete) and the
+/// dynamic client's server-side apply.
+#[test]
+#[ignore = "end-to-end: real krust server and the Python client"]
+fn python_client_custom_objects_and_dynamic_server_side_apply() {
+    let server = KrustServer::start(env!("CARGO_BIN_EXE_krust"), &[]).expect("server starts");
+    let crd = serde_json::to_string(
+        &serde_saphyr::from_str::<serde_json::Value>(CRD).expect("the CRD parses"),
+    )
+    .expect("json");
+    let script = format!(
+        r#"
+import json, sys, threading, time
+from kubernetes import client, config, dynamic, watch
+config.load_kube_config(config_file=sys.argv[1])
+ext = client.ApiextensionsV1Api()
+ext.create_custom_resource_definition(json.loads(r'''{crd}'''))
+for _ in range(100):
+    crd = ext.read_custom_resource_definition("crontabs.stable.example.com")
+    conditions = {{c.type: c.status for c in (crd.status.conditions or [])}}
+    if conditions.get("Established") == "True":
+        break
+    time.sleep(0.1)
+assert conditions == {{"NamesAccepted": "True", "Established": "True"}}, conditions
+co = client.CustomObjectsApi()
+G, V, P = "stable.example.com", "v1", "crontabs"
+seen = []
+def follow():
+    for event in watch.Watch().stream(co.list_namespaced_custom_object, G, V, "default", P, timeout_seconds=10):
+        seen.append((event["type"], event["object"]["metadata"]["name"]))
+        if event["type"] == "DELETED":
+            return
+watcher = threading.Thread(target=follow)
+watcher.start()
+time.sleep(0.5)
+body = {{"apiVersion": "stable.example.com/v1", "kind": "CronTab", "metadata": {{"name": "py"}}, "spec": {{"cronSpec": "* * * * *"}}}}
+created = co.create_namespaced_custom_object(G, V, "default", P, body)
+assert created["spec"]["replicas"] == 1, created
+got = co.get_namespaced_custom_object(G, V, "default", P, "py")
+assert got["metadata"]["uid"] == created["metadata"]["uid"]
+patched = co.patch_namespaced_custom_object(G, V, "default", P, "py", {{"spec": {{"image": "cron:2"}}}})
+assert patched["spec"]["image"] == "cron:2", patched
+patched = co.patch_namespaced_custom_object(G, V, "default", P, "py", [{{"op": "replace", "path": "/spec/replicas", "value": 4}}], _content_type="application/json-patch+json")
+assert patched["spec"]["replicas"] == 4, patched
+status = co.patch_namespaced_custom_object_status(G, V, "default", P, "py", {{"status": {{"replicas": 4}}}})
+assert status["status"] == {{"replicas": 4}}, status
+try:
+    co.patch_namespaced_custom_object(G, V, "default", P, "py", {{"spec": {{"replicas": 11}}}})
+    raise SystemExit("an invalid patch was accepted")
+except client.ApiException as e:
+    assert e.status == 422, e
+    assert "spec.replicas in body should be less than or equal to 10" in json.loads(e.body)["message"], e.body
+items = co.list_namespaced_custom_object(G, V, "default", P)["items"]
+assert [i["metadata"]["name"] for i in items] == ["py"], items
+
+dyn = dynamic.DynamicClient(client.ApiClient())
+crontabs = dyn.resources.get(api_version="stable.example.com/v1", kind="CronTab")
+applied = crontabs.server_side_apply(
+    body={{"apiVersion": "stable.example.com/v1", "kind": "CronTab", "metadata": {{"name": "ssa", "namespace": "default"}}, "spec": {{"cronSpec": "0 * * * *"}}}},
+    field_manager="py-ssa")
+assert applied.spec.cronSpec == "0 * * * *", applied
+managers = [m.manager for m in crontabs.get(name="ssa", namespace="default").metadata.managedFields]
+assert "py-ssa" in managers, managers
+
+co.delete_namespaced_custom_object(G, V, "default", P, "py")
+watcher.join()
+assert seen[0] == ("ADDED", "py") and seen[-1] == ("DELETED", "py"), seen
+assert ("MODIFIED", "py") in seen, seen
+print("ok")
+"#
+    );
+    assert_eq!(server.python(&script).trim(), "ok");
+}

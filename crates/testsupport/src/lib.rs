@@ -170,6 +170,20 @@ impl KrustServer {
         self.kubectl(kubectl).args(["create".as_ref(), "-f".as_ref(), path.as_os_str()]).run()
     }
 
+    /// Runs a Python client script (the `kubernetes` package from `scripts/clients.sh`) with
+    /// this server's kubeconfig path as its argument; returns stdout, panicking with both
+    /// streams when the script fails.
+    pub fn python(&self, script: &str) -> String {
+        let out = Command::new(tool("python-k8s"))
+            .args(["-c", script])
+            .arg(&self.kubeconfig)
+            .output()
+            .expect("python runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        stdout
+    }
+
     /// `kubectl <args> -o json`, parsed.
     pub fn get_json(&self, kubectl: &str, args: &[&str]) -> anyhow::Result<serde_json::Value> {
         let out = self.kubectl(kubectl).args(args).args(["-o", "json"]).run()?;
