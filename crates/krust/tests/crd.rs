@@ -187,6 +187,14 @@ fn kubectl_serves_custom_resources_from_a_crd() {
         .collect();
     assert!(managers.contains(&"kubectl"), "{managers:?}");
 
+    // `explain` reads the CRD's schema from the OpenAPI v3 document of its group-version.
+    let explained = ok(&["explain", "crontab.spec"]);
+    assert!(explained.contains("GROUP:      stable.example.com"), "{explained}");
+    assert!(explained.contains("KIND:       CronTab"), "{explained}");
+    for field in ["cronSpec\t<string> -required-", "image\t<string>", "replicas\t<integer>"] {
+        assert!(explained.contains(field), "{field:?} in {explained}");
+    }
+
     // The scale subresource.
     let out = ok(&["scale", "crontab/daily", "--replicas=5"]);
     assert_eq!(out.trim(), "crontab.stable.example.com/daily scaled");

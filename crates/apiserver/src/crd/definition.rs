@@ -164,6 +164,7 @@ impl Definition {
                 let version = CustomVersion {
                     crd: self.name.clone(),
                     schema: v.schema.as_ref().and_then(|s| Schema::new(s).ok()),
+                    openapi: v.schema.clone(),
                     columns: v.columns.clone(),
                     scale: v.scale.clone(),
                     terminating: self.terminating,

@@ -48,6 +48,8 @@ pub struct CustomVersion {
     pub crd: String,
     /// The version's schema; None when the CRD gave none (everything is kept).
     pub schema: Option<Schema>,
+    /// The same schema as the CRD states it (`openAPIV3Schema`), for the OpenAPI documents.
+    pub openapi: Option<Value>,
     /// The Table columns after `Name`.
     pub columns: Vec<PrinterColumn>,
     pub scale: Option<ScalePaths>,
@@ -61,6 +63,8 @@ pub struct CustomVersion {
 #[derive(Debug, Default)]
 pub struct CustomResources {
     versions: RwLock<HashMap<(String, String, String), Arc<CustomVersion>>>,
+    /// Moves on whenever the custom versions are replaced (for caches of what derives from them).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl CustomResources {
@@ -78,6 +82,12 @@ impl CustomResources {
 
     fn replace(&self, new: HashMap<(String, String, String), Arc<CustomVersion>>) {
         *self.versions.write().unwrap_or_else(std::sync::PoisonError::into_inner) = new;
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// How many times the custom versions were replaced.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 

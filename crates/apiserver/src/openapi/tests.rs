@@ -297,23 +297,32 @@ fn generation_time_and_sizes() {
 
 #[tokio::test]
 async fn handlers_cache_redirect_and_negotiate() {
-    use axum::extract::Path;
+    use axum::extract::{Path, State};
     use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 
-    let root = super::v3_root(HeaderMap::new()).await;
+    let store: std::sync::Arc<dyn krust_store::Store> = std::sync::Arc::new(
+        krust_store::MemoryStore::new(krust_store::MemoryConfig::default()).expect("store"),
+    );
+    let api = std::sync::Arc::new(crate::rest::ApiState::new(
+        Catalog::builtin(),
+        store,
+        "127.0.0.1:6443".into(),
+    ));
+    let state = || State(api.clone());
+    let root = super::v3_root(state(), HeaderMap::new()).await;
     assert_eq!(root.status(), StatusCode::OK);
     let etag = root.headers()[header::ETAG].clone();
     let mut conditional = HeaderMap::new();
     conditional.insert(header::IF_NONE_MATCH, etag);
-    assert_eq!(super::v3_root(conditional).await.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(super::v3_root(state(), conditional).await.status(), StatusCode::NOT_MODIFIED);
 
     let apps = || Path("apis/apps/v1".to_owned());
     let stale: Uri = "/openapi/v3/apis/apps/v1?hash=stale".parse().expect("uri");
-    let moved = super::v3_document(apps(), stale, HeaderMap::new()).await;
+    let moved = super::v3_document(state(), apps(), stale, HeaderMap::new()).await;
     assert_eq!(moved.status(), StatusCode::MOVED_PERMANENTLY);
     let location = moved.headers()[header::LOCATION].to_str().expect("ascii").to_owned();
     let current: Uri = location.parse().expect("uri");
-    let served = super::v3_document(apps(), current, HeaderMap::new()).await;
+    let served = super::v3_document(state(), apps(), current, HeaderMap::new()).await;
     assert_eq!(served.status(), StatusCode::OK);
     assert_eq!(served.headers()[header::CACHE_CONTROL], "public, immutable");
     assert_eq!(served.headers()[header::CONTENT_TYPE], "application/json");
@@ -321,7 +330,7 @@ async fn handlers_cache_redirect_and_negotiate() {
     let mut protobuf_only = HeaderMap::new();
     protobuf_only.insert(header::ACCEPT, HeaderValue::from_static(super::v2::PROTOBUF));
     let unknown: Uri = "/openapi/v3/apis/apps/v1".parse().expect("uri");
-    let refused = super::v3_document(apps(), unknown, protobuf_only.clone()).await;
+    let refused = super::v3_document(state(), apps(), unknown, protobuf_only.clone()).await;
     assert_eq!(refused.status(), StatusCode::NOT_ACCEPTABLE);
 
     let v2 = super::v2(protobuf_only).await;
