@@ -46,6 +46,9 @@ spec:
           spec:
             type: object
             required: [cronSpec]
+            x-kubernetes-validations:
+            - rule: "!has(self.image) || self.image.startsWith('my-')"
+              message: images come from my- repositories
             properties:
               cronSpec:
                 type: string
@@ -160,6 +163,15 @@ fn kubectl_serves_custom_resources_from_a_crd() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("The CronTab \"bad\" is invalid: "), "{stderr}");
     assert!(stderr.contains("spec.replicas: Invalid value: 20: spec.replicas in body should be less than or equal to 10"), "{stderr}");
+    let foreign =
+        file("foreign.yaml", &crontab("foreign", "  cronSpec: '* * * * *'\n  image: other\n"));
+    let out = apply(&foreign);
+    assert!(!out.status.success(), "the CEL rule refuses it");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("The CronTab \"foreign\" is invalid: spec: Invalid value: \"object\": images come from my- repositories"),
+        "{stderr}"
+    );
     let unknown =
         file("unknown.yaml", &crontab("unknown", "  cronSpec: '* * * * *'\n  colour: red\n"));
     let out = apply(&unknown);
@@ -261,8 +273,8 @@ created = co.create_namespaced_custom_object(G, V, "default", P, body)
 assert created["spec"]["replicas"] == 1, created
 got = co.get_namespaced_custom_object(G, V, "default", P, "py")
 assert got["metadata"]["uid"] == created["metadata"]["uid"]
-patched = co.patch_namespaced_custom_object(G, V, "default", P, "py", {{"spec": {{"image": "cron:2"}}}})
-assert patched["spec"]["image"] == "cron:2", patched
+patched = co.patch_namespaced_custom_object(G, V, "default", P, "py", {{"spec": {{"image": "my-cron:2"}}}})
+assert patched["spec"]["image"] == "my-cron:2", patched
 patched = co.patch_namespaced_custom_object(G, V, "default", P, "py", [{{"op": "replace", "path": "/spec/replicas", "value": 4}}], _content_type="application/json-patch+json")
 assert patched["spec"]["replicas"] == 4, patched
 status = co.patch_namespaced_custom_object_status(G, V, "default", P, "py", {{"status": {{"replicas": 4}}}})

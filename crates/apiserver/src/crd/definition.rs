@@ -164,6 +164,11 @@ impl Definition {
                 let version = CustomVersion {
                     crd: self.name.clone(),
                     schema: v.schema.as_ref().and_then(|s| Schema::new(s).ok()),
+                    rules: v
+                        .schema
+                        .as_ref()
+                        .and_then(|s| super::cel::Rules::compile(s).ok())
+                        .filter(|r| !r.is_empty()),
                     openapi: v.schema.clone(),
                     columns: v.columns.clone(),
                     scale: v.scale.clone(),
@@ -420,12 +425,12 @@ pub fn validate(crd: &Value) -> Vec<FieldError> {
             None => errors
                 .push(required(format!("{field}.schema.openAPIV3Schema"), "schemas are required")),
             Some(schema) => {
-                if let Err(schema_errors) = Schema::new(schema) {
-                    errors.extend(schema_errors.into_iter().map(|e| FieldError {
-                        field: format!("{field}.schema.openAPIV3Schema.{}", e.field),
-                        ..e
-                    }));
-                }
+                let schema_errors = Schema::new(schema).err().into_iter().flatten();
+                let rule_errors = super::cel::Rules::compile(schema).err().into_iter().flatten();
+                errors.extend(schema_errors.chain(rule_errors).map(|e| FieldError {
+                    field: format!("{field}.schema.openAPIV3Schema.{}", e.field),
+                    ..e
+                }));
             }
         }
     }

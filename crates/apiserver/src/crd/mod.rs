@@ -19,6 +19,7 @@ use tracing::{debug, warn};
 
 use crate::rest::ApiState;
 
+mod cel;
 mod columns;
 mod definition;
 
@@ -48,6 +49,8 @@ pub struct CustomVersion {
     pub crd: String,
     /// The version's schema; None when the CRD gave none (everything is kept).
     pub schema: Option<Schema>,
+    /// Its `x-kubernetes-validations` rules (None: it has none).
+    pub rules: Option<cel::Rules>,
     /// The same schema as the CRD states it (`openAPIV3Schema`), for the OpenAPI documents.
     pub openapi: Option<Value>,
     /// The Table columns after `Name`.

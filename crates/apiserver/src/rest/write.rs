@@ -143,13 +143,19 @@ fn validate_name(ctx: &Ctx<'_>, name: &str) -> ApiResult<()> {
 }
 
 /// The kind's own rules (`krust_api::validation`), as a 422 with upstream's field errors.
-fn validate_kind(ctx: &Ctx<'_>, name: &str, object: &Value) -> ApiResult<()> {
+/// `old`: the object an update replaces (for custom resources' transition rules).
+fn validate_kind(ctx: &Ctx<'_>, name: &str, object: &Value, old: Option<&Value>) -> ApiResult<()> {
     let mut errors = krust_api::validation::validate(ctx.resource.group, ctx.resource.kind, object);
     if ctx.is_crd() {
         errors.extend(crate::crd::validate(object));
     }
-    if let Some(schema) = ctx.custom().as_ref().and_then(|c| c.schema.as_ref()) {
-        errors.extend(schema.validate(object));
+    if let Some(custom) = ctx.custom() {
+        if let Some(schema) = &custom.schema {
+            errors.extend(schema.validate(object));
+        }
+        if let Some(rules) = &custom.rules {
+            errors.extend(rules.validate(object, old));
+        }
     }
     if errors.is_empty() {
         return Ok(());
@@ -310,7 +316,7 @@ pub(super) async fn create_object(
     }
     check_namespace_admits(ctx, &name).await?;
     prepare_for_create(ctx, &mut object);
-    validate_kind(ctx, &name, &object)?;
+    validate_kind(ctx, &name, &object, None)?;
     if track {
         managed_fields::record_update(ctx, None, &mut object).await?;
     }
@@ -482,7 +488,7 @@ async fn write_tracked(
     custom_defaults(ctx, &mut merged);
     if ctx.req.subresource.is_none() {
         let name = meta_str(&merged, "name").unwrap_or_default().to_owned();
-        validate_kind(ctx, &name, &merged)?;
+        validate_kind(ctx, &name, &merged, Some(&old))?;
         let errors = krust_api::validation::validate_update(
             ctx.resource.group,
             ctx.resource.kind,
