@@ -94,3 +94,75 @@ fn kubectl_server_side_apply_creates_conflicts_and_forces() {
         .collect();
     assert!(managers.contains(&("kubectl".to_owned(), "Apply".to_owned())), "{managers:?}");
 }
+
+/// Client-side apply, then server-side: kubectl 1.35 moves the fields to its `kubectl` apply
+/// manager, `diff --server-side` shows a change before it is applied, and the server keeps the
+/// last-applied annotation in step, so a later client-side apply removes what server-side apply
+/// added and the file no longer has.
+#[test]
+#[ignore = "end-to-end: real krust server and kubectl"]
+fn kubectl_moves_from_client_side_to_server_side_apply() {
+    const LATEST: &str = "1.35";
+    let server = KrustServer::start(env!("CARGO_BIN_EXE_krust"), &[]).expect("server starts");
+    let file = server.data_dir().join("settings.yaml");
+    let write = |data: &str| {
+        let manifest = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  labels: {{app: web}}\ndata:\n{data}"
+        );
+        std::fs::write(&file, manifest).expect("manifest");
+    };
+    let kubectl = |args: &[&str]| {
+        server
+            .kubectl(LATEST)
+            .args(args)
+            .args(["-f".as_ref(), file.as_os_str()])
+            .output()
+            .expect("kubectl")
+    };
+    let stdout =
+        |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).trim().to_owned();
+
+    write("  mode: fast\n");
+    assert_eq!(stdout(&kubectl(&["apply"])), "configmap/settings created");
+    assert_eq!(
+        stdout(&kubectl(&["apply", "--server-side"])),
+        "configmap/settings serverside-applied"
+    );
+    let live = server
+        .get_json(LATEST, &["get", "configmap", "settings", "--show-managed-fields"])
+        .expect("get");
+    let entries = live["metadata"]["managedFields"].as_array().expect("managedFields").clone();
+    let owner_of_data: Vec<(&str, &str)> = entries
+        .iter()
+        .filter(|e| e["fieldsV1"]["f:data"].is_object())
+        .map(|e| (e["manager"].as_str().unwrap_or(""), e["operation"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(owner_of_data, [("kubectl", "Apply")], "{entries:?}");
+
+    write("  mode: slow\n  extra: \"yes\"\n");
+    let diff = kubectl(&["diff", "--server-side"]);
+    assert_eq!(
+        diff.status.code(),
+        Some(1),
+        "a difference: {}",
+        String::from_utf8_lossy(&diff.stderr)
+    );
+    let shown = stdout(&diff);
+    assert!(shown.contains("-  mode: fast") && shown.contains("+  mode: slow"), "{shown}");
+    assert_eq!(
+        stdout(&kubectl(&["apply", "--server-side"])),
+        "configmap/settings serverside-applied"
+    );
+    let live = server.get_json(LATEST, &["get", "configmap", "settings"]).expect("get");
+    let last = live["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+        .as_str()
+        .expect("the annotation stays");
+    let last: serde_json::Value = serde_json::from_str(last).expect("JSON");
+    assert_eq!(last["data"]["mode"], "slow", "{last}");
+    assert_eq!(last["data"]["extra"], "yes", "{last}");
+    // Client-side apply again without `extra`: the record says it was applied, so it goes.
+    write("  mode: slow\n");
+    assert_eq!(stdout(&kubectl(&["apply"])), "configmap/settings configured");
+    let live = server.get_json(LATEST, &["get", "configmap", "settings"]).expect("get");
+    assert_eq!(live["data"], serde_json::json!({"mode": "slow"}), "{live}");
+}

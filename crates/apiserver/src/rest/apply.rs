@@ -143,6 +143,9 @@ pub(super) async fn apply(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
             }
         }
         set_entries(&mut object, &applied.entries);
+        if manager == "kubectl" {
+            sync_last_applied(&mut object, &config);
+        }
         if let Some(written) = write_applied(ctx, &kv, object).await? {
             let code = StatusCode::OK;
             return Ok(with_warnings(json_response(code, &written), &warnings));
@@ -152,6 +155,35 @@ pub(super) async fn apply(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
         &name,
         "the object has been modified; please apply your changes to the latest version and try again",
     ))
+}
+
+/// kubectl's client-side apply record.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// A `kubectl apply --server-side` of an object client-side apply manages also rewrites the
+/// last-applied annotation to the applied configuration, as upstream's field manager does, so
+/// that a later client-side apply compares against what was really applied.
+fn sync_last_applied(object: &mut Value, config: &Value) {
+    let has_it = metadata(object)
+        .and_then(|m| m.get("annotations"))
+        .is_some_and(|a| a.get(LAST_APPLIED).is_some());
+    if !has_it {
+        return;
+    }
+    let mut applied = config.clone();
+    if let Some(annotations) =
+        applied.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut)
+    {
+        annotations.remove(LAST_APPLIED);
+    }
+    let Ok(mut text) = serde_json::to_string(&applied) else { return };
+    // Encoded as upstream's encoder writes it: with a newline.
+    text.push('\n');
+    if let Some(annotations) =
+        object.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut)
+    {
+        annotations.insert(LAST_APPLIED.into(), Value::String(text));
+    }
 }
 
 /// Whether the top-level `key` is one the field manager merges on this endpoint.
