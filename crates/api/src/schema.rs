@@ -1,182 +1,200 @@
-//! Structural schemas of CustomResourceDefinitions (`openAPIV3Schema`): pruning of the fields a
-//! schema does not declare, defaulting, and validation with the messages upstream's
-//! apiextensions-apiserver gives (kube-openapi's validators, converted to field errors).
+//! Structural schemas of CustomResourceDefinitions (`spec.versions[*].schema.openAPIV3Schema`)
+//! applied to custom resources the way upstream's apiextensions-apiserver applies them: pruning of
+//! undeclared fields (and of nulls a field may not hold), defaulting, and validation with
+//! kube-openapi's messages converted to field errors, plus the embedded-resource type meta and
+//! `x-kubernetes-list-type` checks that follow it.
 //!
-//! Values in `Invalid value: …` print as upstream's field errors print them for scalars (strings
-//! quoted, numbers and booleans bare); objects and arrays print as JSON (upstream prints Go's
-//! `%#v` of a map there).
+//! Entry point: [`Schema::new`] once per CRD version, then, per write, [`Schema::prune`],
+//! [`Schema::default`] and [`Schema::validate`] in that order, as upstream's decoder, defaulter and
+//! strategy do. The root's `apiVersion`, `kind` and `metadata` are left to the generic object
+//! machinery: never pruned, defaulted into or validated here.
+//!
+//! How values print in messages follows upstream's `field.Error`: strings quoted as Go's `%q`,
+//! integers and booleans bare, floats as Go's `%v` (`1.5`, `1e+06`), objects and arrays as Go's
+//! `encoding/json` renders them (sorted keys, `<>&` escaped).
+
+mod defaults;
+mod embedded;
+mod formats;
+mod golang;
+mod lists;
+mod pattern;
+mod prune;
+mod validate;
 
 use std::collections::BTreeMap;
 
-use regex::Regex;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::validation::FieldError;
 
-/// Deeper schemas or objects than this are refused rather than walked.
-const MAX_DEPTH: usize = 64;
+/// Schemas nested deeper than this are refused; every walk over an object follows the schema, so
+/// this also bounds the recursion over objects.
+const MAX_DEPTH: usize = 100;
 
-/// One CRD version's schema, compiled once.
+/// The OpenAPI v3 types a CRD schema may name (sorted, as upstream lists them).
+const TYPES: &[&str] = &["array", "boolean", "integer", "number", "object", "string"];
+
+/// One CRD version's schema, compiled once (its `pattern`s compiled up front).
 #[derive(Debug, Clone)]
 pub struct Schema {
     root: Node,
 }
 
+/// One schema node: its structure (properties, items, additionalProperties) drives pruning and
+/// defaulting; the rest are value validations.
 #[derive(Debug, Clone, Default)]
 struct Node {
-    kind: Option<String>,
+    /// The types a value may have as kube-openapi sees them: `[type]`, `[integer, string]` for
+    /// `x-kubernetes-int-or-string`, or none.
+    types: Vec<String>,
     nullable: bool,
-    properties: BTreeMap<String, Node>,
-    additional: Option<Box<Node>>,
-    items: Option<Box<Node>>,
-    required: Vec<String>,
-    allowed: Option<Vec<Value>>,
-    pattern: Option<(String, Regex)>,
+    /// `format` after upstream strips the ones it does not check for the node's type.
     format: Option<String>,
-    minimum: Option<f64>,
     maximum: Option<f64>,
-    exclusive_minimum: bool,
     exclusive_maximum: bool,
+    minimum: Option<f64>,
+    exclusive_minimum: bool,
     multiple_of: Option<f64>,
-    min_length: Option<u64>,
-    max_length: Option<u64>,
-    min_items: Option<u64>,
-    max_items: Option<u64>,
+    max_length: Option<i64>,
+    min_length: Option<i64>,
+    pattern: Option<pattern::Pattern>,
+    max_items: Option<i64>,
+    min_items: Option<i64>,
     unique_items: bool,
-    min_properties: Option<u64>,
-    max_properties: Option<u64>,
+    max_properties: Option<i64>,
+    min_properties: Option<i64>,
+    required: Vec<String>,
+    /// `enum`; empty means no constraint, as upstream treats it.
+    allowed: Vec<Value>,
+    /// `default`, absent when the schema states none or `null`.
     default: Option<Value>,
-    preserve_unknown: bool,
-    embedded: bool,
-    int_or_string: bool,
-    list_type: Option<String>,
-    list_map_keys: Vec<String>,
+    properties: BTreeMap<String, Node>,
+    additional: Option<Additional>,
+    items: Option<Box<Node>>,
     all_of: Vec<Node>,
     any_of: Vec<Node>,
     one_of: Vec<Node>,
     not: Option<Box<Node>>,
+    preserve_unknown: bool,
+    embedded: bool,
+    list_type: Option<String>,
+    list_map_keys: Vec<String>,
 }
 
-const TYPES: &[&str] = &["array", "boolean", "integer", "number", "object", "string"];
-
-fn invalid(field: &str, detail: String) -> FieldError {
-    FieldError { field: field.to_owned(), reason: "FieldValueInvalid", detail }
+/// `additionalProperties`: a schema for every undeclared key, or a bare boolean.
+#[derive(Debug, Clone)]
+enum Additional {
+    Allows(bool),
+    Schema(Box<Node>),
 }
 
 impl Node {
-    fn compile(schema: &Value, path: &str, depth: usize, errors: &mut Vec<FieldError>) -> Node {
-        let at = |key: &str| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
-        if depth > MAX_DEPTH {
-            errors.push(invalid(
-                path,
-                "Invalid value: \"...\": the schema is nested too deeply".into(),
-            ));
-            return Node::default();
+    /// The schema of key `key` of an object this node describes (`None`: no schema, which prunes
+    /// everything below it).
+    fn field(&self, key: &str) -> Option<&Node> {
+        match self.properties.get(key) {
+            Some(property) => Some(property),
+            None => self.additional_schema(),
         }
-        let Some(map) = schema.as_object() else {
-            errors.push(invalid(path, "Invalid value: \"...\": must be an object".into()));
-            return Node::default();
-        };
-        let text = |key: &str| map.get(key).and_then(Value::as_str).map(str::to_owned);
-        let number = |key: &str| map.get(key).and_then(Value::as_f64);
-        let count = |key: &str| map.get(key).and_then(Value::as_u64);
-        let flag = |key: &str| map.get(key).and_then(Value::as_bool).unwrap_or(false);
-        let mut node = Node {
-            kind: text("type").filter(|t| !t.is_empty()),
-            nullable: flag("nullable"),
-            format: text("format").filter(|f| !f.is_empty()),
-            minimum: number("minimum"),
-            maximum: number("maximum"),
-            exclusive_minimum: flag("exclusiveMinimum"),
-            exclusive_maximum: flag("exclusiveMaximum"),
-            multiple_of: number("multipleOf"),
-            min_length: count("minLength"),
-            max_length: count("maxLength"),
-            min_items: count("minItems"),
-            max_items: count("maxItems"),
-            unique_items: flag("uniqueItems"),
-            min_properties: count("minProperties"),
-            max_properties: count("maxProperties"),
-            default: map.get("default").cloned(),
-            preserve_unknown: flag("x-kubernetes-preserve-unknown-fields"),
-            embedded: flag("x-kubernetes-embedded-resource"),
-            int_or_string: flag("x-kubernetes-int-or-string"),
-            list_type: text("x-kubernetes-list-type"),
-            allowed: map.get("enum").and_then(Value::as_array).cloned(),
-            ..Node::default()
-        };
-        if let Some(kind) = &node.kind
-            && !TYPES.contains(&kind.as_str())
-        {
-            errors.push(FieldError {
-                field: at("type"),
-                reason: "FieldValueNotSupported",
-                detail: format!(
-                    "Unsupported value: \"{kind}\": supported values: {}",
-                    TYPES.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ")
-                ),
-            });
-        }
-        node.required = strings(map.get("required"));
-        node.list_map_keys = strings(map.get("x-kubernetes-list-map-keys"));
-        if let Some(pattern) = text("pattern") {
-            match Regex::new(&pattern) {
-                Ok(regex) => node.pattern = Some((pattern, regex)),
-                Err(e) => errors.push(invalid(
-                    &at("pattern"),
-                    format!("Invalid value: \"{pattern}\": must be a valid regular expression, but isn't: {e}"),
-                )),
-            }
-        }
-        if let Some(Value::Object(properties)) = map.get("properties") {
-            for (name, schema) in properties {
-                let child =
-                    Node::compile(schema, &at(&format!("properties[{name}]")), depth + 1, errors);
-                node.properties.insert(name.clone(), child);
-            }
-        }
-        match map.get("additionalProperties") {
-            Some(schema @ Value::Object(_)) => {
-                node.additional = Some(Box::new(Node::compile(
-                    schema,
-                    &at("additionalProperties"),
-                    depth + 1,
-                    errors,
-                )));
-            }
-            // `true` keeps every key with no schema for its value.
-            Some(Value::Bool(true)) => {
-                node.additional =
-                    Some(Box::new(Node { preserve_unknown: true, ..Node::default() }));
-            }
-            _ => {}
-        }
-        if let Some(items) = map.get("items") {
-            node.items = Some(Box::new(Node::compile(items, &at("items"), depth + 1, errors)));
-        }
-        for (key, list) in
-            [("allOf", &mut node.all_of), ("anyOf", &mut node.any_of), ("oneOf", &mut node.one_of)]
-        {
-            if let Some(Value::Array(schemas)) = map.get(key) {
-                for (i, schema) in schemas.iter().enumerate() {
-                    list.push(Node::compile(
-                        schema,
-                        &at(&format!("{key}[{i}]")),
-                        depth + 1,
-                        errors,
-                    ));
-                }
-            }
-        }
-        if let Some(not) = map.get("not") {
-            node.not = Some(Box::new(Node::compile(not, &at("not"), depth + 1, errors)));
-        }
-        node
     }
 
-    /// Whether `key` of an object this node describes is declared.
-    fn child(&self, key: &str) -> Option<&Node> {
-        self.properties.get(key).or(self.additional.as_deref())
+    fn additional_schema(&self) -> Option<&Node> {
+        match &self.additional {
+            Some(Additional::Schema(schema)) => Some(schema),
+            _ => None,
+        }
+    }
+}
+
+/// The keys a resource (the root, or an `x-kubernetes-embedded-resource`) keeps for the generic
+/// machinery.
+fn is_type_or_object_meta(key: &str) -> bool {
+    matches!(key, "apiVersion" | "kind" | "metadata")
+}
+
+impl Schema {
+    /// Compiles `schema` (an `openAPIV3Schema`). Errors name paths relative to the schema root
+    /// (`properties[spec].properties[x].pattern`) with upstream's CRD validation messages.
+    pub fn new(schema: &Value) -> Result<Schema, Vec<FieldError>> {
+        let (compiled, errors) = Schema::compile(schema);
+        if errors.is_empty() { Ok(compiled) } else { Err(errors) }
+    }
+
+    /// The compiled schema however broken, and what is wrong with it.
+    fn compile(schema: &Value) -> (Schema, Vec<FieldError>) {
+        let mut errors = Errors::default();
+        let root = compile(schema, "", 0, &mut errors);
+        errors.schema.append(&mut errors.structural);
+        (Schema { root }, errors.schema)
+    }
+
+    /// Removes the fields the schema does not declare and returns their paths, sorted, as
+    /// upstream names them in `unknown field "spec.foo"` (`spec.items[0].bar`, `spec.map.key.x`).
+    /// Nulls a field may not hold and has no default for go too, unreported, as upstream drops
+    /// them while decoding.
+    pub fn prune(&self, object: &mut Value) -> Vec<String> {
+        let mut unknown = prune::prune(&self.root, object);
+        prune::nulls(&self.root, object);
+        unknown.sort();
+        unknown
+    }
+
+    /// Applies the schema's `default`s, top-down: a missing field (or a null one that may not be
+    /// null) gets a copy of its default, and defaults under `items` and `additionalProperties`
+    /// apply to every element.
+    pub fn default(&self, object: &mut Value) {
+        defaults::apply(&self.root, object, 0);
+    }
+
+    /// Validates `object`: the schema's value validations (kube-openapi's, in its order), then the
+    /// type meta of embedded resources, then `x-kubernetes-list-type` uniqueness.
+    pub fn validate(&self, object: &Value) -> Vec<FieldError> {
+        let mut errors = validate::validate(&self.root, object);
+        embedded::validate(&self.root, object, &mut errors);
+        lists::validate(&self.root, object, &mut errors);
+        errors
+    }
+}
+
+/// Problems of a schema: upstream reports its CRD validation's first, then the structural ones
+/// (unparseable patterns).
+#[derive(Default)]
+struct Errors {
+    schema: Vec<FieldError>,
+    structural: Vec<FieldError>,
+}
+
+fn at(path: &str, key: &str) -> String {
+    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+}
+
+fn invalid(field: String, value: &str, detail: &str) -> FieldError {
+    FieldError {
+        field,
+        reason: "FieldValueInvalid",
+        detail: format!("Invalid value: {value}: {detail}"),
+    }
+}
+
+fn forbidden(field: String, detail: &str) -> FieldError {
+    FieldError { field, reason: "FieldValueForbidden", detail: format!("Forbidden: {detail}") }
+}
+
+fn required(field: String, detail: &str) -> FieldError {
+    FieldError { field, reason: "FieldValueRequired", detail: format!("Required value: {detail}") }
+}
+
+fn not_supported(field: String, value: &str, supported: &[&str]) -> FieldError {
+    let quoted: Vec<String> = supported.iter().map(|s| golang::quote(s)).collect();
+    FieldError {
+        field,
+        reason: "FieldValueNotSupported",
+        detail: format!(
+            "Unsupported value: {}: supported values: {}",
+            golang::quote(value),
+            quoted.join(", ")
+        ),
     }
 }
 
@@ -187,423 +205,299 @@ fn strings(value: Option<&Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn child_path(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+/// A count (`maxLength`, `minItems`, ...); upstream's are int64.
+fn count(map: &serde_json::Map<String, Value>, key: &str) -> Option<i64> {
+    let value = map.get(key)?;
+    value.as_i64().or_else(|| value.as_u64().map(|_| i64::MAX))
 }
 
-/// How upstream's field errors print a value.
-fn shown(value: &Value) -> String {
-    match value {
-        Value::String(s) => format!("{s:?}"),
-        Value::Null => "null".into(),
-        other => other.to_string(),
-    }
-}
-
-/// The type name kube-openapi reports for a value that has the wrong one.
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_f64() => "number",
-        Value::Number(_) => "integer",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-fn is_integer(value: &Value) -> bool {
-    matches!(value, Value::Number(n) if n.is_i64() || n.is_u64())
-}
-
-fn has_type(kind: &str, value: &Value) -> bool {
-    match kind {
-        "object" => value.is_object(),
-        "array" => value.is_array(),
-        "string" => value.is_string(),
-        "integer" => is_integer(value),
-        "number" => value.is_number(),
-        "boolean" => value.is_boolean(),
-        _ => true,
-    }
-}
-
-/// Go's `%v` of a float64 bound (`10`, `1.5`).
-fn bound(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e15 { format!("{}", n as i64) } else { format!("{n}") }
-}
-
-impl Schema {
-    /// Compiles `schema` (an `openAPIV3Schema`). Errors name paths relative to the schema root
-    /// (`properties[spec].properties[x].pattern`).
-    pub fn new(schema: &Value) -> Result<Schema, Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let root = Node::compile(schema, "", 0, &mut errors);
-        if errors.is_empty() { Ok(Schema { root }) } else { Err(errors) }
-    }
-
-    /// Removes the fields the schema does not declare and returns their paths (`spec.foo`,
-    /// `spec.items[0].bar`). `apiVersion`, `kind` and `metadata` stay at the root and in
-    /// embedded resources; `x-kubernetes-preserve-unknown-fields` keeps unknown fields.
-    pub fn prune(&self, object: &mut Value) -> Vec<String> {
-        let mut unknown = Vec::new();
-        prune(&self.root, object, "", true, 0, &mut unknown);
-        unknown
-    }
-
-    /// Fills in the schema's `default`s where fields are missing (or null and not nullable).
-    pub fn default(&self, object: &mut Value) {
-        default(&self.root, object, 0);
-    }
-
-    /// Validates `object` against the schema; the root's apiVersion, kind and metadata are the
-    /// generic machinery's to check.
-    pub fn validate(&self, object: &Value) -> Vec<FieldError> {
-        let mut errors = Vec::new();
-        validate(&self.root, object, "", 0, &mut errors);
-        errors
-    }
-}
-
-fn prune(
-    node: &Node,
-    value: &mut Value,
-    path: &str,
-    resource: bool,
-    depth: usize,
-    unknown: &mut Vec<String>,
-) {
+fn compile(schema: &Value, path: &str, depth: usize, errors: &mut Errors) -> Node {
     if depth > MAX_DEPTH {
-        return;
-    }
-    match value {
-        Value::Object(map) => {
-            let keys: Vec<String> = map.keys().cloned().collect();
-            for key in keys {
-                let kept_meta =
-                    resource && matches!(key.as_str(), "apiVersion" | "kind" | "metadata");
-                let field = child_path(path, &key);
-                match node.child(&key) {
-                    Some(child) if !kept_meta => {
-                        if let Some(v) = map.get_mut(&key) {
-                            prune(child, v, &field, child.embedded, depth + 1, unknown);
-                        }
-                    }
-                    _ if kept_meta || node.preserve_unknown => {}
-                    _ => {
-                        map.remove(&key);
-                        unknown.push(field);
-                    }
-                }
-            }
-        }
-        Value::Array(items) => {
-            if let Some(item) = &node.items {
-                for (i, v) in items.iter_mut().enumerate() {
-                    prune(item, v, &format!("{path}[{i}]"), item.embedded, depth + 1, unknown);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-fn default(node: &Node, value: &mut Value, depth: usize) {
-    if depth > MAX_DEPTH {
-        return;
-    }
-    match value {
-        Value::Object(map) => {
-            for (key, child) in &node.properties {
-                let missing = match map.get(key) {
-                    None => true,
-                    Some(Value::Null) => !child.nullable,
-                    Some(_) => false,
-                };
-                if missing && let Some(d) = &child.default {
-                    map.insert(key.clone(), d.clone());
-                }
-            }
-            for (key, v) in map.iter_mut() {
-                if let Some(child) = node.child(key) {
-                    default(child, v, depth + 1);
-                }
-            }
-        }
-        Value::Array(items) => {
-            if let Some(item) = &node.items {
-                for v in items {
-                    default(item, v, depth + 1);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-fn validate(node: &Node, value: &Value, path: &str, depth: usize, errors: &mut Vec<FieldError>) {
-    if depth > MAX_DEPTH {
-        errors
-            .push(invalid(path, "Invalid value: \"...\": the object is nested too deeply".into()));
-        return;
-    }
-    let name = if path.is_empty() { "body".to_owned() } else { path.to_owned() };
-    let type_error = |errors: &mut Vec<FieldError>, wanted: &str, actual: &str| {
-        errors.push(FieldError {
-            field: path.to_owned(),
-            reason: "FieldValueTypeInvalid",
-            detail: format!(
-                "Invalid value: \"{actual}\": {name} in body must be of type {wanted}: \"{actual}\""
-            ),
-        });
-    };
-    if value.is_null() && (node.nullable || node.kind.is_none() && !node.int_or_string) {
-        return;
-    }
-    if node.int_or_string {
-        if !is_integer(value) && !value.is_string() {
-            type_error(errors, "integer,string", type_name(value));
-            return;
-        }
-    } else if let Some(kind) = &node.kind
-        && !has_type(kind, value)
-    {
-        type_error(errors, kind, type_name(value));
-        return;
-    }
-    let fail = |errors: &mut Vec<FieldError>, message: String| {
-        errors.push(invalid(
-            path,
-            format!("Invalid value: {}: {name} in body {message}", shown(value)),
+        errors.schema.push(forbidden(
+            path.to_owned(),
+            &format!("schemas may not be nested more than {MAX_DEPTH} levels deep"),
         ));
-    };
-    if let Some(allowed) = &node.allowed
-        && !allowed.contains(value)
-    {
-        errors.push(FieldError {
-            field: path.to_owned(),
-            reason: "FieldValueNotSupported",
-            detail: format!(
-                "Unsupported value: {}: supported values: {}",
-                shown(value),
-                allowed.iter().map(shown).collect::<Vec<_>>().join(", ")
-            ),
-        });
+        return Node::default();
     }
-    match value {
-        Value::String(s) => {
-            let chars = s.chars().count() as u64;
-            if let Some(max) = node.max_length
-                && chars > max
-            {
-                errors.push(FieldError {
-                    field: path.to_owned(),
-                    reason: "FieldValueTooLong",
-                    detail: format!("Too long: may not be more than {max} bytes"),
-                });
-            }
-            if let Some(min) = node.min_length
-                && chars < min
-            {
-                fail(errors, format!("should be at least {min} chars long"));
-            }
-            if let Some((pattern, regex)) = &node.pattern
-                && !regex.is_match(s)
-            {
-                fail(errors, format!("should match '{pattern}'"));
-            }
-            if let Some(format) = &node.format
-                && !format_ok(format, s)
-            {
-                errors.push(FieldError {
-                    field: path.to_owned(),
-                    reason: "FieldValueTypeInvalid",
-                    detail: format!(
-                        "Invalid value: {}: {name} in body must be of type {format}: {}",
-                        shown(value),
-                        shown(value)
-                    ),
-                });
-            }
+    let Some(map) = schema.as_object() else {
+        errors.schema.push(invalid(
+            path.to_owned(),
+            &golang::json(schema),
+            "must be a schema object",
+        ));
+        return Node::default();
+    };
+    let text = |key: &str| map.get(key).and_then(Value::as_str);
+    let number = |key: &str| map.get(key).and_then(Value::as_f64);
+    let flag = |key: &str| map.get(key).and_then(Value::as_bool).unwrap_or(false);
+
+    let kind = text("type").unwrap_or_default();
+    let int_or_string = flag("x-kubernetes-int-or-string");
+    let types = if int_or_string {
+        vec!["integer".to_owned(), "string".to_owned()]
+    } else if kind.is_empty() {
+        Vec::new()
+    } else {
+        vec![kind.to_owned()]
+    };
+    let mut node = Node {
+        format: text("format").and_then(|f| formats::supported(f, &types)),
+        types,
+        nullable: flag("nullable"),
+        maximum: number("maximum"),
+        exclusive_maximum: flag("exclusiveMaximum"),
+        minimum: number("minimum"),
+        exclusive_minimum: flag("exclusiveMinimum"),
+        multiple_of: number("multipleOf"),
+        max_length: count(map, "maxLength"),
+        min_length: count(map, "minLength"),
+        max_items: count(map, "maxItems"),
+        min_items: count(map, "minItems"),
+        unique_items: flag("uniqueItems"),
+        max_properties: count(map, "maxProperties"),
+        min_properties: count(map, "minProperties"),
+        required: strings(map.get("required")),
+        allowed: map.get("enum").and_then(Value::as_array).cloned().unwrap_or_default(),
+        default: map.get("default").filter(|d| !d.is_null()).cloned(),
+        preserve_unknown: flag("x-kubernetes-preserve-unknown-fields"),
+        embedded: flag("x-kubernetes-embedded-resource"),
+        list_type: text("x-kubernetes-list-type").map(str::to_owned),
+        list_map_keys: strings(map.get("x-kubernetes-list-map-keys")),
+        ..Node::default()
+    };
+
+    // Upstream's CRD validation, in its order.
+    match map.get("type") {
+        Some(Value::String(kind)) if !kind.is_empty() && !TYPES.contains(&kind.as_str()) => {
+            errors.schema.push(not_supported(at(path, "type"), kind, TYPES));
         }
-        Value::Number(n) => {
-            let x = n.as_f64().unwrap_or_default();
-            if let Some(max) = node.maximum {
-                if node.exclusive_maximum && x >= max {
-                    fail(errors, format!("should be less than {}", bound(max)));
-                } else if x > max {
-                    fail(errors, format!("should be less than or equal to {}", bound(max)));
-                }
-            }
-            if let Some(min) = node.minimum {
-                if node.exclusive_minimum && x <= min {
-                    fail(errors, format!("should be greater than {}", bound(min)));
-                } else if x < min {
-                    fail(errors, format!("should be greater than or equal to {}", bound(min)));
-                }
-            }
-            if let Some(m) = node.multiple_of
-                && m != 0.0
-                && (x / m).fract() != 0.0
-            {
-                fail(errors, format!("should be a multiple of {}", bound(m)));
-            }
-        }
-        Value::Array(items) => {
-            let len = items.len() as u64;
-            if let Some(max) = node.max_items
-                && len > max
-            {
-                errors.push(FieldError {
-                    field: path.to_owned(),
-                    reason: "FieldValueTooMany",
-                    detail: format!("Too many: {len}: must have at most {max} items"),
-                });
-            }
-            if let Some(min) = node.min_items
-                && len < min
-            {
-                fail(errors, format!("should have at least {min} items"));
-            }
-            if node.unique_items && has_duplicates(items) {
-                fail(errors, "shouldn't contain duplicates".into());
-            }
-            list_duplicates(node, items, path, errors);
-            if let Some(item) = &node.items {
-                for (i, v) in items.iter().enumerate() {
-                    validate(item, v, &format!("{path}[{i}]"), depth + 1, errors);
-                }
-            }
-        }
-        Value::Object(map) => {
-            // The root's type meta and metadata are the generic machinery's.
-            let generic =
-                |key: &str| depth == 0 && matches!(key, "apiVersion" | "kind" | "metadata");
-            for key in node.required.iter().filter(|k| !generic(k)) {
-                if map.get(key).is_none_or(Value::is_null) {
-                    errors.push(FieldError {
-                        field: child_path(path, key),
-                        reason: "FieldValueRequired",
-                        detail: "Required value".into(),
-                    });
-                }
-            }
-            let len = map.len() as u64;
-            if let Some(max) = node.max_properties
-                && len > max
-            {
-                errors.push(FieldError {
-                    field: path.to_owned(),
-                    reason: "FieldValueTooMany",
-                    detail: format!("Too many: {len}: must have at most {max} items"),
-                });
-            }
-            if let Some(min) = node.min_properties
-                && len < min
-            {
-                fail(errors, format!("should have at least {min} properties"));
-            }
-            for (key, v) in map.iter().filter(|(k, _)| !generic(k)) {
-                if let Some(child) = node.child(key) {
-                    validate(child, v, &child_path(path, key), depth + 1, errors);
-                }
-            }
+        Some(other @ (Value::Array(_) | Value::Object(_) | Value::Number(_) | Value::Bool(_))) => {
+            errors.schema.push(not_supported(at(path, "type"), &golang::json(other), TYPES));
         }
         _ => {}
     }
-    for sub in &node.all_of {
-        validate(sub, value, path, depth + 1, errors);
+    if text("id").is_some_and(|id| !id.is_empty()) {
+        errors.schema.push(forbidden(at(path, "id"), "id is not supported"));
     }
-    let passes = |sub: &Node| {
-        let mut found = Vec::new();
-        validate(sub, value, path, depth + 1, &mut found);
-        found.is_empty()
-    };
-    if !node.any_of.is_empty() && !node.any_of.iter().any(passes) {
-        fail(errors, "must validate at least one schema (anyOf)".into());
+    for key in ["additionalItems", "patternProperties", "definitions", "dependencies", "$ref"] {
+        let present = match map.get(key) {
+            None | Some(Value::Null) => false,
+            Some(Value::Object(m)) if matches!(key, "patternProperties" | "definitions") => {
+                !m.is_empty()
+            }
+            Some(_) => true,
+        };
+        if present {
+            errors.schema.push(forbidden(at(path, key), &format!("{key} is not supported")));
+        }
     }
-    if !node.one_of.is_empty() && node.one_of.iter().filter(|s| passes(s)).count() != 1 {
-        fail(errors, "must validate one and only one schema (oneOf)".into());
+    if kind == "null" {
+        errors.schema.push(forbidden(
+            at(path, "type"),
+            "type cannot be set to null, use nullable as an alternative",
+        ));
     }
-    if let Some(not) = &node.not
-        && passes(not)
+    if matches!(map.get("items"), Some(Value::Array(_))) {
+        errors
+            .schema
+            .push(forbidden(at(path, "items"), "items must be a schema object and not an array"));
+    }
+    if node.unique_items {
+        errors.schema.push(forbidden(
+            at(path, "uniqueItems"),
+            "uniqueItems cannot be set to true since the runtime complexity becomes quadratic",
+        ));
+    }
+
+    let has_properties =
+        map.get("properties").and_then(Value::as_object).is_some_and(|p| !p.is_empty());
+    match map.get("additionalProperties") {
+        Some(Value::Bool(allows)) => {
+            if has_properties && !allows {
+                errors.schema.push(forbidden(
+                    at(path, "additionalProperties"),
+                    "additionalProperties and properties are mutual exclusive",
+                ));
+            }
+            node.additional = Some(Additional::Allows(*allows));
+        }
+        Some(schema @ Value::Object(_)) => {
+            if has_properties {
+                errors.schema.push(forbidden(
+                    at(path, "additionalProperties"),
+                    "additionalProperties and properties are mutual exclusive",
+                ));
+            }
+            let child = compile(schema, &at(path, "additionalProperties"), depth + 1, errors);
+            node.additional = Some(Additional::Schema(Box::new(child)));
+        }
+        _ => {}
+    }
+    if let Some(Value::Object(properties)) = map.get("properties") {
+        for (name, schema) in properties {
+            let child =
+                compile(schema, &at(path, &format!("properties[{name}]")), depth + 1, errors);
+            node.properties.insert(name.clone(), child);
+        }
+    }
+    if let Some(not) = map.get("not") {
+        node.not = Some(Box::new(compile(not, &at(path, "not"), depth + 1, errors)));
+    }
+    for (key, list) in
+        [("allOf", &mut node.all_of), ("oneOf", &mut node.one_of), ("anyOf", &mut node.any_of)]
     {
-        fail(errors, "must not validate the schema (not)".into());
-    }
-}
-
-fn has_duplicates(items: &[Value]) -> bool {
-    items.iter().enumerate().any(|(i, a)| items[..i].contains(a))
-}
-
-/// `x-kubernetes-list-type: set` items and `map` keys must be unique.
-fn list_duplicates(node: &Node, items: &[Value], path: &str, errors: &mut Vec<FieldError>) {
-    let key_of = |item: &Value| -> Value {
-        let mut keys = Map::new();
-        for k in &node.list_map_keys {
-            if let Some(v) = item.get(k) {
-                keys.insert(k.clone(), v.clone());
+        if let Some(Value::Array(schemas)) = map.get(key) {
+            for (i, schema) in schemas.iter().enumerate() {
+                list.push(compile(schema, &at(path, &format!("{key}[{i}]")), depth + 1, errors));
             }
         }
-        Value::Object(keys)
-    };
-    let identities: Vec<Value> = match node.list_type.as_deref() {
-        Some("set") => items.to_vec(),
-        Some("map") if !node.list_map_keys.is_empty() => items.iter().map(key_of).collect(),
-        _ => return,
-    };
-    for (i, identity) in identities.iter().enumerate() {
-        if identities[..i].contains(identity) {
-            errors.push(FieldError {
-                field: format!("{path}[{i}]"),
-                reason: "FieldValueDuplicate",
-                detail: format!("Duplicate value: {}", shown(identity)),
-            });
+    }
+    if let Some(items @ Value::Object(_)) = map.get("items") {
+        node.items = Some(Box::new(compile(items, &at(path, "items"), depth + 1, errors)));
+    }
+
+    if map.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(false)) {
+        errors.schema.push(invalid(
+            at(path, "x-kubernetes-preserve-unknown-fields"),
+            "false",
+            "must be true or undefined",
+        ));
+    }
+    if let Some(map_type) = text("x-kubernetes-map-type") {
+        if kind.is_empty() {
+            errors.schema.push(required(
+                at(path, "type"),
+                "must be object if x-kubernetes-map-type is specified",
+            ));
+        } else if kind != "object" {
+            errors.schema.push(invalid(
+                at(path, "type"),
+                &golang::quote(kind),
+                "must be object if x-kubernetes-map-type is specified",
+            ));
+        }
+        if map_type != "atomic" && map_type != "granular" {
+            errors.schema.push(not_supported(
+                at(path, "x-kubernetes-map-type"),
+                map_type,
+                &["atomic", "granular"],
+            ));
         }
     }
+    list_type_errors(&node, kind, map, path, errors);
+
+    if let Some(source) = text("pattern") {
+        match pattern::Pattern::new(source) {
+            Ok(compiled) => node.pattern = Some(compiled),
+            Err(e) => errors.structural.push(invalid(
+                at(path, "pattern"),
+                &golang::quote(source),
+                &format!("must be a valid regular expression, but isn't: {e}"),
+            )),
+        }
+    }
+    node
 }
 
-/// The string formats upstream checks for custom resources; others pass.
-fn format_ok(format: &str, s: &str) -> bool {
-    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
-    let date = |t: &str| {
-        let parts: Vec<&str> = t.split('-').collect();
-        parts.len() == 3
-            && parts[0].len() == 4
-            && parts[1].len() == 2
-            && parts[2].len() == 2
-            && parts.iter().all(|p| digits(p))
+/// Upstream's rules for `x-kubernetes-list-type` and `x-kubernetes-list-map-keys`.
+fn list_type_errors(
+    node: &Node,
+    kind: &str,
+    map: &serde_json::Map<String, Value>,
+    path: &str,
+    errors: &mut Errors,
+) {
+    let list_type = node.list_type.as_deref();
+    if list_type.is_some() && kind != "array" {
+        if kind.is_empty() {
+            errors.schema.push(required(
+                at(path, "type"),
+                "must be array if x-kubernetes-list-type is specified",
+            ));
+        } else {
+            errors.schema.push(invalid(
+                at(path, "type"),
+                &golang::quote(kind),
+                "must be array if x-kubernetes-list-type is specified",
+            ));
+        }
+    }
+    if let Some(list_type) = list_type
+        && !matches!(list_type, "atomic" | "set" | "map")
+    {
+        errors.schema.push(not_supported(
+            at(path, "x-kubernetes-list-type"),
+            list_type,
+            &["atomic", "set", "map"],
+        ));
+    }
+    if !node.list_map_keys.is_empty() {
+        match list_type {
+            None => errors.schema.push(required(
+                at(path, "x-kubernetes-list-type"),
+                "must be map if x-kubernetes-list-map-keys is non-empty",
+            )),
+            Some("map") => {}
+            Some(other) => errors.schema.push(invalid(
+                at(path, "x-kubernetes-list-type"),
+                &golang::quote(other),
+                "must be map if x-kubernetes-list-map-keys is non-empty",
+            )),
+        }
+    }
+    if list_type != Some("map") {
+        return;
+    }
+    if node.list_map_keys.is_empty() {
+        errors.schema.push(required(
+            at(path, "x-kubernetes-list-map-keys"),
+            "must not be empty if x-kubernetes-list-type is map",
+        ));
+    }
+    let Some(items) = map.get("items") else {
+        errors.schema.push(required(
+            at(path, "items"),
+            "must have a schema if x-kubernetes-list-type is map",
+        ));
+        return;
     };
-    match format {
-        "date" => date(s),
-        "date-time" | "datetime" => {
-            let Some((day, time)) = s.split_once(['T', 't', ' ']) else { return false };
-            let clock = time.trim_end_matches(['Z', 'z']);
-            let clock = clock.split(['+', '-']).next().unwrap_or_default();
-            let hms: Vec<&str> = clock.split('.').next().unwrap_or_default().split(':').collect();
-            date(day) && hms.len() == 3 && hms.iter().all(|p| p.len() == 2 && digits(p))
+    let item_type = items.get("type").and_then(Value::as_str).unwrap_or_default();
+    if item_type != "object" {
+        errors.schema.push(invalid(
+            at(path, "items.type"),
+            &golang::quote(item_type),
+            "must be object if parent array's x-kubernetes-list-type is map",
+        ));
+        return;
+    }
+    let keys_json = golang::json(&Value::from(node.list_map_keys.clone()));
+    let mut seen = Vec::new();
+    for key in &node.list_map_keys {
+        match items.get("properties").and_then(|p| p.get(key)) {
+            Some(property) => {
+                let property_type = property.get("type").and_then(Value::as_str);
+                if matches!(property_type, Some("array" | "object")) {
+                    errors.schema.push(invalid(
+                        at(path, &format!("items.properties[{key}].type")),
+                        &golang::quote(item_type),
+                        "must be a scalar type if parent array's x-kubernetes-list-type is map",
+                    ));
+                }
+            }
+            None => errors.schema.push(invalid(
+                at(path, "x-kubernetes-list-map-keys"),
+                &keys_json,
+                "entries must all be names of item properties",
+            )),
         }
-        "uuid" => {
-            let groups: Vec<&str> = s.split('-').collect();
-            groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
-                && groups.iter().all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
+        if seen.contains(&key) {
+            errors.schema.push(invalid(
+                at(path, "x-kubernetes-list-map-keys"),
+                &keys_json,
+                "must not contain duplicate entries",
+            ));
         }
-        "ipv4" => s.parse::<std::net::Ipv4Addr>().is_ok(),
-        "ipv6" => s.parse::<std::net::Ipv6Addr>().is_ok(),
-        "cidr" => s.split_once('/').is_some_and(|(ip, bits)| {
-            ip.parse::<std::net::IpAddr>().is_ok() && bits.parse::<u8>().is_ok()
-        }),
-        "byte" => {
-            s.len().is_multiple_of(4)
-                && s.trim_end_matches('=')
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
-        }
-        "email" => {
-            s.split_once('@').is_some_and(|(user, host)| !user.is_empty() && host.contains('.'))
-        }
-        _ => true,
+        seen.push(key);
     }
 }
 

@@ -169,6 +169,10 @@ impl Definition {
                         .as_ref()
                         .and_then(|s| super::cel::Rules::compile(s).ok())
                         .filter(|r| !r.is_empty()),
+                    fields: v
+                        .schema
+                        .as_ref()
+                        .map(|s| std::sync::Arc::new(crate::openapi::FieldSchemas::custom(s))),
                     openapi: v.schema.clone(),
                     columns: v.columns.clone(),
                     scale: v.scale.clone(),

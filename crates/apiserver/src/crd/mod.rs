@@ -49,6 +49,8 @@ pub struct CustomVersion {
     pub crd: String,
     /// The version's schema; None when the CRD gave none (everything is kept).
     pub schema: Option<Schema>,
+    /// The shapes server-side apply merges by (list types, map keys), root at 0.
+    pub(crate) fields: Option<Arc<crate::openapi::FieldSchemas>>,
     /// Its `x-kubernetes-validations` rules (None: it has none).
     pub rules: Option<cel::Rules>,
     /// The same schema as the CRD states it (`openAPIV3Schema`), for the OpenAPI documents.
@@ -102,6 +104,8 @@ pub async fn run(state: Arc<ApiState>, shutdown: CancellationToken) {
         return;
     };
     let Some(cache) = state.caches.get(&resource) else { return };
+    // Custom resources' merge shapes draw on the OpenAPI library: build it off the async threads.
+    let _ = tokio::task::spawn_blocking(crate::openapi::warm_library).await;
     let mut changes = cache.subscribe();
     // Loaded: the first snapshot is the whole truth.
     while !cache.wait_for(0, Duration::from_secs(5)).await {

@@ -358,3 +358,65 @@ async fn crds_are_validated_and_conflicting_names_are_not_accepted() {
     let (code, _) = api.get("/apis/stable.example.com/v1/namespaces/default/crontabz").await;
     assert_eq!(code, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn server_side_apply_merges_custom_resources_by_their_list_types() {
+    let api = api().await;
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gateways.net.example.com"},
+        "spec": {
+            "group": "net.example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "gateways", "kind": "Gateway"},
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {
+                    "type": "object",
+                    "properties": {"listeners": {
+                        "type": "array",
+                        "x-kubernetes-list-type": "map",
+                        "x-kubernetes-list-map-keys": ["name"],
+                        "items": {"type": "object", "required": ["name"], "properties": {
+                            "name": {"type": "string"}, "port": {"type": "integer"},
+                        }},
+                    }},
+                }}}},
+            }],
+        },
+    });
+    let (code, created) = api.post(CRDS, crd).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let gateways = "/apis/net.example.com/v1/namespaces/default/gateways";
+    assert_eq!(api.wait_for(gateways, StatusCode::OK).await.0, StatusCode::OK);
+    let body = |listener: Value| {
+        json!({
+            "apiVersion": "net.example.com/v1", "kind": "Gateway",
+            "metadata": {"name": "edge"}, "spec": {"listeners": [listener]},
+        })
+    };
+    let apply_type = [("content-type", "application/apply-patch+yaml")];
+    let uri = |manager: &str| format!("{gateways}/edge?fieldManager={manager}");
+    let web = body(json!({"name": "http", "port": 80}));
+    let (code, first) = api.call("PATCH", &uri("web"), &apply_type, Some(web)).await;
+    assert_eq!(code, StatusCode::CREATED, "{first}");
+    let tls = body(json!({"name": "https", "port": 443}));
+    let (code, second) = api.call("PATCH", &uri("tls"), &apply_type, Some(tls)).await;
+    assert_eq!(code, StatusCode::OK, "{second}");
+    let names: Vec<&str> = second["spec"]["listeners"]
+        .as_array()
+        .expect("listeners")
+        .iter()
+        .filter_map(|l| l["name"].as_str())
+        .collect();
+    assert_eq!(names, ["http", "https"], "each manager's item stays: {second}");
+    let owned = second["metadata"]["managedFields"]
+        .as_array()
+        .expect("managedFields")
+        .iter()
+        .find(|m| m["manager"] == "tls")
+        .expect("tls's entry")["fieldsV1"]
+        .to_string();
+    assert!(owned.contains("k:{\\\"name\\\":\\\"https\\\"}"), "{owned}");
+}

@@ -164,6 +164,28 @@ impl FieldSchemas {
         FieldSchemas { shapes: builder.shapes, kinds }
     }
 
+    /// The shapes of a custom resource version: its CRD's `openAPIV3Schema`, with `metadata` as
+    /// ObjectMeta. The root is shape 0.
+    pub(crate) fn custom(schema: &Value) -> Self {
+        let library = super::library();
+        let mut builder = Builder {
+            definitions: library.definitions(),
+            shapes: vec![Shape::Any],
+            named: HashMap::new(),
+        };
+        let mut schema = schema.clone();
+        if let Some(properties) = schema
+            .as_object_mut()
+            .map(|m| m.entry("properties").or_insert_with(|| Value::Object(Map::new())))
+            .and_then(Value::as_object_mut)
+        {
+            let meta = <k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta as schemars::JsonSchema>::schema_name();
+            properties.insert("metadata".into(), super::schemas::reference(&meta));
+        }
+        builder.shapes[0] = builder.shape(&schema);
+        FieldSchemas { shapes: builder.shapes, kinds: HashMap::new() }
+    }
+
     /// The shape of a kind, the root of its objects' field paths.
     pub(crate) fn root(&self, group: &str, version: &str, kind: &str) -> Option<usize> {
         self.kinds.get(&(group, version, kind)).copied()

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use serde_json::Value;
 
 use super::field_validation::{self, with_warnings};
-use super::managed_fields::{self, manager, root, set_entries, stored_entries, tracked};
+use super::managed_fields::{self, manager, schemas_for, set_entries, stored_entries, tracked};
 use super::object::{decode, meta_str, metadata, metadata_mut};
 use super::write::{check_namespace, check_type_meta, create_object, current, write_applied};
 use super::{ApiResult, Ctx, json_response};
@@ -78,8 +78,7 @@ pub(super) async fn apply(ctx: &Ctx<'_>, body: Bytes) -> ApiResult {
         ));
     }
 
-    let schemas = crate::openapi::field_schemas().await?;
-    let root = root(ctx, &schemas);
+    let (schemas, root) = schemas_for(ctx).await?;
     let intent = tracked(ctx, &config);
     let api_version = ctx.served_as.as_ref().unwrap_or(&ctx.resource).api_version();
     let subresource = managed_fields::subresource(ctx).to_owned();

@@ -1,6 +1,8 @@
 //! `metadata.managedFields` on every write: who the manager is, what part of the object the
 //! field manager looks at, and the `Update` record of creates, updates and patches.
 
+use std::sync::Arc;
+
 use axum::http::header;
 use serde_json::Value;
 
@@ -67,10 +69,16 @@ pub(super) fn tracked(ctx: &Ctx<'_>, object: &Value) -> Value {
     copy
 }
 
-/// The schema root of the resource's objects (None: untyped).
-pub(super) fn root(ctx: &Ctx<'_>, schemas: &FieldSchemas) -> Option<usize> {
+/// The shapes the resource's objects merge by and the root of its objects (None: untyped):
+/// the built-in kinds' from OpenAPI, a custom resource's from its CRD.
+pub(super) async fn schemas_for(ctx: &Ctx<'_>) -> ApiResult<(Arc<FieldSchemas>, Option<usize>)> {
+    if let Some(fields) = ctx.custom().and_then(|c| c.fields.clone()) {
+        return Ok((fields, Some(0)));
+    }
+    let schemas = crate::openapi::field_schemas().await?;
     let resource = &ctx.resource;
-    schemas.root(resource.group, resource.version, resource.kind)
+    let root = schemas.root(resource.group, resource.version, resource.kind);
+    Ok((schemas, root))
 }
 
 /// The entries stored on `object` (an invalid stored list counts as none).
@@ -111,8 +119,7 @@ pub(super) async fn record_update(
         Sent::Entries(entries) => entries,
         Sent::Keep => old.map(stored_entries).unwrap_or_default(),
     };
-    let schemas = crate::openapi::field_schemas().await?;
-    let root = root(ctx, &schemas);
+    let (schemas, root) = schemas_for(ctx).await?;
     let before = old.map(|o| tracked(ctx, o));
     let after = tracked(ctx, new);
     let fields_after = typed::fields_of(schemas.as_ref(), root, &after);
