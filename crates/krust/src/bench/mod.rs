@@ -2,6 +2,7 @@
 //! the issues name, each against a reference measured in the same run.
 
 mod apiserver;
+mod apply;
 mod controllers;
 mod density;
 mod podstartup;
@@ -29,6 +30,10 @@ pub enum BenchCommand {
     /// list of 10,000 pods, watch fan-out, idle RSS and start-to-ready; the store's raw write rate
     /// in the same run is the reference.
     Apiserver(apiserver::ApiserverArgs),
+    /// Server-side apply of a Deployment with some seventy fields, re-applied unchanged and
+    /// with one field changed; a plain update (PUT) of the same field in the same run is the
+    /// reference. ops/s and p99 of each, one client over one kept-alive connection.
+    Apply(apply::ApplyArgs),
     /// The scheduler against a real API server on loopback: SchedulingBasic with N nodes and M
     /// pending pods (5,000 x 10,000 and 5,000 x 50,000 by default); pods/s and latencies.
     Scheduler(scheduler::SchedulerArgs),
@@ -71,6 +76,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Store(args) => store(args).await,
         BenchCommand::Apiserver(args) => apiserver::run(args).await,
+        BenchCommand::Apply(args) => apply::run(args).await,
         BenchCommand::Scheduler(args) => scheduler::run(args).await,
         BenchCommand::Density(args) => density::run(args).await,
         BenchCommand::Controllers(args) => controllers::run(args).await,

@@ -155,6 +155,14 @@ pub(super) fn range(
     header_revision: Revision,
 ) -> Result<RangeResponse> {
     let mut out = RangeCollector::new(req, header_revision);
+    // One key: one index seek to its latest row, however long its history is (the walk below
+    // would visit every kept revision of it).
+    if req.range_end.is_empty() {
+        if let Some(kv) = latest(conn, &req.key, id_limit)? {
+            out.push(kv);
+        }
+        return Ok(out.finish());
+    }
     let Some((lo, hi)) = bounds(&req.key, &req.range_end) else {
         return Ok(out.finish());
     };
