@@ -90,12 +90,28 @@ fn kubectl_serves_custom_resources_from_a_crd() {
     let crd = file("crd.yaml", CRD);
     let out = server
         .kubectl(KUBECTL)
-        .args(["apply".as_ref(), "-f".as_ref(), crd.as_os_str()])
+        .args(["apply".as_ref(), "--server-side".as_ref(), "-f".as_ref(), crd.as_os_str()])
         .run()
         .expect("apply crd");
     assert_eq!(
         out.trim(),
-        "customresourcedefinition.apiextensions.k8s.io/crontabs.stable.example.com created"
+        "customresourcedefinition.apiextensions.k8s.io/crontabs.stable.example.com serverside-applied"
+    );
+    // A Deployment beside it, server-side applied by the same kubectl.
+    let deployment = file(
+        "deployment.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: cron-runner\nspec:\n  selector:\n    matchLabels: {app: cron}\n  template:\n    metadata:\n      labels: {app: cron}\n    spec:\n      containers:\n      - name: runner\n        image: busybox\n",
+    );
+    let out = kubectl(&[
+        "apply".as_ref(),
+        "--server-side".as_ref(),
+        "-f".as_ref(),
+        deployment.as_os_str(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "deployment.apps/cron-runner serverside-applied"
     );
     let out = ok(&[
         "wait",
