@@ -420,3 +420,34 @@ async fn server_side_apply_merges_custom_resources_by_their_list_types() {
         .to_string();
     assert!(owned.contains("k:{\\\"name\\\":\\\"https\\\"}"), "{owned}");
 }
+
+#[tokio::test]
+async fn a_cluster_scoped_crd_serves_its_resources_outside_namespaces() {
+    let api = api().await;
+    let mut crd = crontab_crd("clusterjobs.stable.example.com", "clusterjobs", "ClusterJob");
+    crd["spec"]["scope"] = json!("Cluster");
+    crd["spec"]["names"]["shortNames"] = json!(["cj"]);
+    let (code, created) = api.post(CRDS, crd).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let all = "/apis/stable.example.com/v1/clusterjobs";
+    assert_eq!(api.wait_for(all, StatusCode::OK).await.0, StatusCode::OK);
+    let (_, list) = api.get("/apis/stable.example.com/v1").await;
+    let resource = list["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["name"] == "clusterjobs")
+        .cloned()
+        .expect("clusterjobs");
+    assert_eq!(resource["namespaced"], false);
+    let mut job = crontab("nightly", json!({"cronSpec": "0 0 * * *"}));
+    job["kind"] = json!("ClusterJob");
+    let (code, made) = api.post(all, job.clone()).await;
+    assert_eq!(code, StatusCode::CREATED, "{made}");
+    assert!(made["metadata"].get("namespace").is_none(), "{made}");
+    let (code, _) = api.get(&format!("{all}/nightly")).await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _) =
+        api.post("/apis/stable.example.com/v1/namespaces/default/clusterjobs", job).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "a cluster-scoped resource has no namespaced path");
+}
