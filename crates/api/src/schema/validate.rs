@@ -588,27 +588,7 @@ fn check_array(node: &Node, items: &[Value], path: &str, depth: usize) -> Outcom
             out.merge(check(item, v, &format!("{path}[{i}]"), depth + 1));
         }
     }
-    let len = i64::try_from(items.len()).unwrap_or(i64::MAX);
-    if let Some(min) = node.min_items
-        && len < min
-    {
-        out.add(Problem::at(
-            path,
-            Code::Invalid,
-            Some(Value::from(len)),
-            format!("{path} in body should have at least {min} items"),
-        ));
-    }
-    if let Some(max) = node.max_items
-        && len > max
-    {
-        out.add(Problem::at(
-            path,
-            Code::TooMany { actual: len, max },
-            Some(Value::from(len)),
-            format!("{path} in body should have at most {max} items"),
-        ));
-    }
+    count_bounds(&mut out, path, items.len(), (node.min_items, node.max_items), "items");
     if node.unique_items && items.iter().enumerate().any(|(i, a)| items[..i].contains(a)) {
         out.add(Problem::at(
             path,
@@ -663,31 +643,43 @@ fn check_enum(node: &Node, value: &Value, path: &str) -> Outcome {
     ))
 }
 
-fn check_object(node: &Node, map: &Map<String, Value>, path: &str, depth: usize) -> Outcome {
-    let mut out = Outcome::default();
-    // The root's type and object meta are the generic machinery's to check.
-    let checked = |key: &str| !(path.is_empty() && is_type_or_object_meta(key));
-    let len = i64::try_from(map.len()).unwrap_or(i64::MAX);
-    if let Some(min) = node.min_properties
+/// `minItems`/`maxItems` and `minProperties`/`maxProperties`: `len` against `(min, max)`.
+fn count_bounds(
+    out: &mut Outcome,
+    path: &str,
+    len: usize,
+    (min, max): (Option<i64>, Option<i64>),
+    noun: &str,
+) {
+    let len = i64::try_from(len).unwrap_or(i64::MAX);
+    if let Some(min) = min
         && len < min
     {
         out.add(Problem::at(
             path,
             Code::Invalid,
             Some(Value::from(len)),
-            format!("{path} in body should have at least {min} properties"),
+            format!("{path} in body should have at least {min} {noun}"),
         ));
     }
-    if let Some(max) = node.max_properties
+    if let Some(max) = max
         && len > max
     {
         out.add(Problem::at(
             path,
             Code::TooMany { actual: len, max },
             Some(Value::from(len)),
-            format!("{path} in body should have at most {max} properties"),
+            format!("{path} in body should have at most {max} {noun}"),
         ));
     }
+}
+
+fn check_object(node: &Node, map: &Map<String, Value>, path: &str, depth: usize) -> Outcome {
+    let mut out = Outcome::default();
+    // The root's type and object meta are the generic machinery's to check.
+    let checked = |key: &str| !(path.is_empty() && is_type_or_object_meta(key));
+    let bounds = (node.min_properties, node.max_properties);
+    count_bounds(&mut out, path, map.len(), bounds, "properties");
     let mut keys: Vec<&String> = map.keys().filter(|k| checked(k)).collect();
     keys.sort();
     match &node.additional {

@@ -64,10 +64,13 @@ pub struct CustomVersion {
     pub storage_api_version: String,
 }
 
+/// (group, version, plural), as the catalog's interned strings.
+type VersionKey = (&'static str, &'static str, &'static str);
+
 /// The custom versions served now, by (group, version, plural).
 #[derive(Debug, Default)]
 pub struct CustomResources {
-    versions: RwLock<HashMap<(String, String, String), Arc<CustomVersion>>>,
+    versions: RwLock<HashMap<VersionKey, Arc<CustomVersion>>>,
     /// Moves on whenever the custom versions are replaced (for caches of what derives from them).
     generation: std::sync::atomic::AtomicU64,
 }
@@ -75,17 +78,15 @@ pub struct CustomResources {
 impl CustomResources {
     /// The custom version `resource` is, None for a built-in resource.
     pub fn get(&self, resource: &Resource) -> Option<Arc<CustomVersion>> {
+        // Every request asks (built-in ones too): no allocation on the way.
         let versions = self.versions.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        versions
-            .get(&(
-                resource.group.to_owned(),
-                resource.version.to_owned(),
-                resource.plural.to_owned(),
-            ))
-            .cloned()
+        if versions.is_empty() {
+            return None;
+        }
+        versions.get(&(resource.group, resource.version, resource.plural)).cloned()
     }
 
-    fn replace(&self, new: HashMap<(String, String, String), Arc<CustomVersion>>) {
+    fn replace(&self, new: HashMap<VersionKey, Arc<CustomVersion>>) {
         *self.versions.write().unwrap_or_else(std::sync::PoisonError::into_inner) = new;
         self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
     }
@@ -150,14 +151,8 @@ async fn sync(state: &ApiState, crds: &[Value], served: &mut Vec<Resource>) -> b
         if conflict.is_none() {
             claimed.extend(def.claims());
             for (resource, version) in def.served() {
-                versions.insert(
-                    (
-                        resource.group.to_owned(),
-                        resource.version.to_owned(),
-                        resource.plural.to_owned(),
-                    ),
-                    Arc::new(version),
-                );
+                versions
+                    .insert((resource.group, resource.version, resource.plural), Arc::new(version));
                 resources.push(resource);
             }
         }
