@@ -177,7 +177,7 @@ exec "$here/../venv/bin/python" "$@"
 
 kubectl_version() {  # kubectl_version BIN -> e.g. v1.27.16
     "$1" version --client -o json 2>/dev/null |
-        sed -n '/"gitVersion"/{s/^ *"gitVersion": *"\([^"]*\)".*/\1/p;q;}'
+        sed -n 's/^ *"gitVersion": *"\([^"]*\)".*/\1/p'  # reads everything: no SIGPIPE
 }
 
 print_versions() {

@@ -93,7 +93,8 @@ for applet in $(/bin/busybox --list); do
 done
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n' >"$root/etc/passwd"
 printf 'root:x:0:\nnobody:x:65534:\n' >"$root/etc/group"
-version="$(/bin/busybox | head -1 | sed -n 's/^BusyBox v\([0-9]*\.[0-9]*\).*/\1/p')"
+# sed reads the whole banner (no `head`: with pipefail a SIGPIPE'd busybox would fail the script).
+version="$(/bin/busybox 2>/dev/null | sed -n '1s/^BusyBox v\([0-9]*\.[0-9]*\).*/\1/p')"
 oci_archive "$root" '{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"]}' \
     "$out/busybox.tar" docker.io/library/busybox:latest "docker.io/library/busybox:${version:-1}"
 
