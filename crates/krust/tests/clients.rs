@@ -371,41 +371,6 @@ fn kubectl_cluster_info_describe_diff_and_edit() {
     assert_eq!(k(&["get", "cm", "web-config", "-o", "jsonpath={.data.index\\.html}"]), "edited\n");
 }
 
-#[test]
-#[ignore = "end-to-end: needs scripts/clients.sh and curl; run with --include-ignored"]
-fn kubectl_proxy_passes_the_seeds_delete_with_options() {
-    use std::io::{BufRead, BufReader};
-    let server = start();
-    server.kubectl("1.30").args(["create", "configmap", "doomed"]).run().expect("create");
-    let mut proxy = std::process::Command::new(tool("kubectl-1.33"))
-        .env("KUBECONFIG", server.kubeconfig())
-        .args(["proxy", "--port=0"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubectl proxy");
-    let stdout = proxy.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("proxy prints its address");
-    let address = line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
-    let out = std::process::Command::new("curl")
-        .args(["-s", "-X", "DELETE"])
-        .arg(format!("http://{address}/api/v1/namespaces/default/configmaps/doomed"))
-        .args(["-H", "Content-Type: application/json"])
-        .args([
-            "-d",
-            r#"{"kind":"DeleteOptions","apiVersion":"v1","propagationPolicy":"Background"}"#,
-        ])
-        .output()
-        .expect("curl");
-    let _ = proxy.kill();
-    let _ = proxy.wait();
-    let body: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("JSON through the proxy");
-    assert_eq!(body["metadata"]["name"], "doomed", "{body}");
-    let missing = server.kubectl("1.30").args(["get", "cm", "doomed"]).output().expect("get");
-    assert!(!missing.status.success());
-}
-
 /// The seeds' manifests: a Deployment and an Ingress in their `extensions/v1beta1` forms.
 const LEGACY_MANIFESTS: &str = "apiVersion: extensions/v1beta1
 kind: Deployment

@@ -5,18 +5,30 @@ use serde_json::{Map, Value, json};
 
 use super::object::object_at;
 
-/// Fills defaults of a new object of `group`/`kind` in place.
+/// Fills defaults of a new object of `group`/`kind` in place: [`on_write`], plus what only a
+/// create does (a pod's initial status, the admission-time toleration seconds).
 pub fn apply(group: &str, kind: &str, object: &mut Value) {
+    on_write(group, kind, object);
+    if (group, kind) == ("", "Pod") {
+        if let Some(spec) = object.get_mut("spec") {
+            default_toleration_seconds(spec);
+        }
+        let qos = qos_class(object.get("spec").unwrap_or(&Value::Null));
+        if let Some(map) = object.as_object_mut() {
+            map.insert("status".into(), json!({"phase": "Pending", "qosClass": qos}));
+        }
+    }
+}
+
+/// Upstream's `SetDefaults_*`, which run whenever a body is decoded — on creates and updates
+/// alike, so a replaced object missing a defaulted field gets it back. Idempotent.
+pub fn on_write(group: &str, kind: &str, object: &mut Value) {
+    omit_empty_metadata(object);
     normalize(group, kind, object);
     match (group, kind) {
         ("", "Pod") => {
             if let Some(spec) = object.get_mut("spec") {
                 pod_spec(spec);
-                default_toleration_seconds(spec);
-            }
-            let qos = qos_class(object.get("spec").unwrap_or(&Value::Null));
-            if let Some(map) = object.as_object_mut() {
-                map.insert("status".into(), json!({"phase": "Pending", "qosClass": qos}));
             }
         }
         ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
@@ -49,9 +61,44 @@ pub fn apply(group: &str, kind: &str, object: &mut Value) {
     }
 }
 
+/// Upstream's ObjectMeta fields are all `omitempty`: an empty label or annotation map and an
+/// empty ownerReferences or finalizers list are never stored or served (`[]` left by a garbage
+/// collector's orphaning patch reads back as no field at all).
+fn omit_empty_metadata(object: &mut Value) {
+    let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for key in ["labels", "annotations", "ownerReferences", "finalizers"] {
+        let empty = match metadata.get(key) {
+            Some(Value::Object(map)) => map.is_empty(),
+            Some(Value::Array(list)) => list.is_empty(),
+            Some(Value::Null) => true,
+            _ => false,
+        };
+        if empty {
+            metadata.remove(key);
+        }
+    }
+}
+
 fn default(map: &mut Map<String, Value>, key: &str, value: Value) {
     if map.get(key).is_none_or(Value::is_null) {
         map.insert(key.into(), value);
+    }
+}
+
+/// `map[key]` as an object, made `{}` when absent or not an object.
+fn object_entry<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
+    if !map.get(key).is_some_and(Value::is_object) {
+        map.insert(key.into(), Value::Object(Map::new()));
+    }
+    map.get_mut(key).and_then(Value::as_object_mut).expect("an object was just put there")
+}
+
+/// An empty or missing `type` becomes `value`.
+fn default_type(map: &mut Map<String, Value>, value: &str) {
+    if map.get("type").and_then(Value::as_str).is_none_or(str::is_empty) {
+        map.insert("type".into(), json!(value));
     }
 }
 
@@ -154,30 +201,43 @@ fn workload(kind: &str, object: &mut Value) {
     default(spec, "replicas", json!(1));
     match kind {
         "Deployment" => {
-            default(
-                spec,
-                "strategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
-            );
+            // Field by field, as upstream: `strategy: {}` (kubectl 1.27's generator sends it)
+            // becomes a full RollingUpdate strategy.
+            let strategy = object_entry(spec, "strategy");
+            default_type(strategy, "RollingUpdate");
+            if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+                let rolling = object_entry(strategy, "rollingUpdate");
+                default(rolling, "maxUnavailable", json!("25%"));
+                default(rolling, "maxSurge", json!("25%"));
+            }
             default(spec, "revisionHistoryLimit", json!(10));
             default(spec, "progressDeadlineSeconds", json!(600));
         }
         "StatefulSet" => {
             default(spec, "podManagementPolicy", json!("OrderedReady"));
-            default(
-                spec,
-                "updateStrategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
-            );
+            let strategy = object_entry(spec, "updateStrategy");
+            if strategy.get("type").and_then(Value::as_str).is_none_or(str::is_empty) {
+                strategy.insert("type".into(), json!("RollingUpdate"));
+                object_entry(strategy, "rollingUpdate");
+            }
+            let rolling = strategy.get_mut("rollingUpdate").and_then(Value::as_object_mut);
+            if let Some(rolling) = rolling {
+                default(rolling, "partition", json!(0));
+            }
+            let retention = object_entry(spec, "persistentVolumeClaimRetentionPolicy");
+            default(retention, "whenDeleted", json!("Retain"));
+            default(retention, "whenScaled", json!("Retain"));
             default(spec, "revisionHistoryLimit", json!(10));
         }
         "DaemonSet" => {
             spec.remove("replicas");
-            default(
-                spec,
-                "updateStrategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
-            );
+            let strategy = object_entry(spec, "updateStrategy");
+            default_type(strategy, "RollingUpdate");
+            if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+                let rolling = object_entry(strategy, "rollingUpdate");
+                default(rolling, "maxUnavailable", json!(1));
+                default(rolling, "maxSurge", json!(0));
+            }
             default(spec, "revisionHistoryLimit", json!(10));
         }
         "ReplicationController" => {
@@ -256,6 +316,13 @@ mod tests {
     }
 
     #[test]
+    fn empty_metadata_collections_are_omitted() {
+        let mut cm = json!({"metadata": {"name": "a", "labels": {}, "annotations": {"k": "v"}, "ownerReferences": [], "finalizers": null}});
+        on_write("", "ConfigMap", &mut cm);
+        assert_eq!(cm["metadata"], json!({"name": "a", "annotations": {"k": "v"}}));
+    }
+
+    #[test]
     fn deployments_and_services() {
         let mut d =
             json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}});
@@ -263,6 +330,39 @@ mod tests {
         assert_eq!(d["spec"]["replicas"], 1);
         assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
         assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
+        // kubectl 1.27's `create deployment` sends `strategy: {}`; a Recreate strategy stays.
+        let mut d = json!({"spec": {"strategy": {}}});
+        on_write("apps", "Deployment", &mut d);
+        assert_eq!(
+            d["spec"]["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        );
+        let mut d = json!({"spec": {"strategy": {"type": "Recreate"}}});
+        on_write("apps", "Deployment", &mut d);
+        assert_eq!(d["spec"]["strategy"], json!({"type": "Recreate"}));
+        let mut d = json!({"spec": {"strategy": {"rollingUpdate": {"maxSurge": 2}}}});
+        on_write("apps", "Deployment", &mut d);
+        assert_eq!(
+            d["spec"]["strategy"]["rollingUpdate"],
+            json!({"maxSurge": 2, "maxUnavailable": "25%"})
+        );
+        let mut ds = json!({"spec": {"updateStrategy": {"type": ""}}});
+        on_write("apps", "DaemonSet", &mut ds);
+        assert_eq!(
+            ds["spec"]["updateStrategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}})
+        );
+        let mut sts = json!({"spec": {"updateStrategy": {"type": "OnDelete"}}});
+        on_write("apps", "StatefulSet", &mut sts);
+        assert_eq!(sts["spec"]["updateStrategy"], json!({"type": "OnDelete"}));
+        assert_eq!(sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"], "Retain");
+        let mut sts = json!({"spec": {}});
+        on_write("apps", "StatefulSet", &mut sts);
+        assert_eq!(
+            sts["spec"]["updateStrategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+        );
+
         let mut svc = json!({"spec": {"ports": [{"port": 80}]}});
         apply("", "Service", &mut svc);
         assert_eq!(svc["spec"]["type"], "ClusterIP");

@@ -220,17 +220,27 @@ async fn serve_resource(
     };
     let watch = req.verb == Verb::Watch;
     let ctx = Ctx { state, resource, req, params, accept, headers, served_as, upgrade };
+    let objects = matches!(ctx.req.subresource.as_deref(), None | Some("status"));
+    let partial = partial::wanted(ctx.accept.as_deref()).filter(|_| objects && !ctx.wants_table());
+    if let Some(wanted) = partial {
+        // Refused before anything is done, rather than after the write as upstream does.
+        let served = ctx.served_as.as_ref().unwrap_or(&ctx.resource);
+        let go_type = match ctx.custom() {
+            Some(_) => "*unstructured.Unstructured".to_owned(),
+            None => format!("*{}.{}", served.version, served.kind),
+        };
+        if let Some(status) = partial::mismatch(wanted, ctx.req.verb, &go_type) {
+            return Err(status);
+        }
+    }
     let response = serve_ctx(&ctx, body).await?;
     let response = match &ctx.served_as {
         Some(served) => legacy::response_to_served(served, &ctx.resource, watch, response).await?,
         None => response,
     };
-    let objects = matches!(ctx.req.subresource.as_deref(), None | Some("status"));
-    match partial::wanted(ctx.accept.as_deref()) {
-        Some(version) if objects && !ctx.wants_table() => {
-            partial::response(version, watch, response).await
-        }
-        _ => Ok(response),
+    match partial {
+        Some(wanted) => partial::response(wanted.version, watch, response).await,
+        None => Ok(response),
     }
 }
 

@@ -17,26 +17,67 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::ApiResult;
+use crate::request::Verb;
 use crate::status::Status;
 
-/// The `meta.k8s.io` version of metadata-only output the client asked for, if it did.
-pub(super) fn wanted(accept: Option<&str>) -> Option<&'static str> {
+/// What a metadata-only Accept asks for: the `meta.k8s.io` version and whether it names the
+/// list kind (`PartialObjectMetadataList`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Wanted {
+    pub version: &'static str,
+    pub list: bool,
+}
+
+/// The metadata-only output the client asked for, if it did. As in upstream's negotiation, the
+/// first media range this server can answer decides (protobuf ranges are skipped: responses are
+/// JSON); a plain `application/json` before a metadata range means a full object.
+pub(super) fn wanted(accept: Option<&str>) -> Option<Wanted> {
     let accept = accept?;
-    accept.split(',').find_map(|media| {
-        let params: Vec<&str> = media.split(';').map(str::trim).collect();
-        let partial = params.contains(&"as=PartialObjectMetadata")
-            || params.contains(&"as=PartialObjectMetadataList");
-        if !partial || !params.contains(&"g=meta.k8s.io") {
-            return None;
-        }
-        if params.contains(&"v=v1") {
-            Some("meta.k8s.io/v1")
-        } else if params.contains(&"v=v1beta1") {
-            Some("meta.k8s.io/v1beta1")
-        } else {
-            None
-        }
-    })
+    let params = accept
+        .split(',')
+        .map(|media| media.split(';').map(str::trim).collect::<Vec<_>>())
+        .find(|params| {
+            matches!(
+                params.first().copied().unwrap_or_default(),
+                "application/json" | "application/yaml" | "*/*" | "application/*" | "text/*"
+            )
+        })?;
+    let list = if params.contains(&"as=PartialObjectMetadataList") {
+        true
+    } else if params.contains(&"as=PartialObjectMetadata") {
+        false
+    } else {
+        return None;
+    };
+    if !params.contains(&"g=meta.k8s.io") {
+        return None;
+    }
+    let version = if params.contains(&"v=v1") {
+        "meta.k8s.io/v1"
+    } else if params.contains(&"v=v1beta1") {
+        "meta.k8s.io/v1beta1"
+    } else {
+        return None;
+    };
+    Some(Wanted { version, list })
+}
+
+/// Upstream's 406 when the metadata kind asked for does not fit the answer: a list kind for one
+/// object, or the object kind for a list. `go_type` names the answer as upstream's message does
+/// (`*v1.Pod`, `*v1.PodList`). Watches take either (their events are objects).
+pub(super) fn mismatch(wanted: Wanted, verb: Verb, go_type: &str) -> Option<Status> {
+    let lists = matches!(verb, Verb::List | Verb::DeleteCollection);
+    let message = match (verb, wanted.list, lists) {
+        (Verb::Watch, _, _) => return None,
+        (_, true, false) => format!(
+            "you requested PartialObjectMetadataList, but the requested object is not a list ({go_type})"
+        ),
+        (_, false, true) => format!(
+            "you requested PartialObjectMetadata, but the requested object is a list ({go_type}List)"
+        ),
+        _ => return None,
+    };
+    Some(Status::failure(axum::http::StatusCode::NOT_ACCEPTABLE, "NotAcceptable", message))
 }
 
 /// Rewrites a handler's answer (one document, or watch lines) into metadata-only form.
@@ -135,14 +176,46 @@ mod tests {
 
     #[test]
     fn only_partial_metadata_media_types_ask_for_it() {
+        let v1 = |list| Some(Wanted { version: "meta.k8s.io/v1", list });
         let list = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
-        assert_eq!(wanted(Some(list)), Some("meta.k8s.io/v1"));
+        assert_eq!(wanted(Some(list)), v1(true));
         let one =
             "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1beta1,application/json";
-        assert_eq!(wanted(Some(one)), Some("meta.k8s.io/v1beta1"));
+        assert_eq!(wanted(Some(one)), Some(Wanted { version: "meta.k8s.io/v1beta1", list: false }));
+        // client-go's metadata client: protobuf first (not served), then JSON metadata.
+        let client_go = "application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
+        assert_eq!(wanted(Some(client_go)), v1(false));
+        // The first range this server answers decides: a plain JSON first means whole objects.
+        let plain_first =
+            "application/json,application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+        assert_eq!(wanted(Some(plain_first)), None);
         assert_eq!(wanted(Some("application/json;as=Table;g=meta.k8s.io;v=v1")), None);
         assert_eq!(wanted(Some("application/json")), None);
         assert_eq!(wanted(None), None);
+    }
+
+    #[test]
+    fn a_list_kind_for_one_object_or_the_object_kind_for_a_list_is_not_acceptable() {
+        let list = Wanted { version: "meta.k8s.io/v1", list: true };
+        let one = Wanted { version: "meta.k8s.io/v1", list: false };
+        let status = mismatch(list, Verb::Get, "*v1.Pod").expect("406");
+        assert_eq!(status.code(), 406);
+        let body = serde_json::to_value(&status).expect("json");
+        assert_eq!(body["reason"], "NotAcceptable");
+        assert_eq!(
+            body["message"],
+            "you requested PartialObjectMetadataList, but the requested object is not a list (*v1.Pod)"
+        );
+        let status = mismatch(one, Verb::List, "*v1.Pod").expect("406");
+        let body = serde_json::to_value(&status).expect("json");
+        assert_eq!(
+            body["message"],
+            "you requested PartialObjectMetadata, but the requested object is a list (*v1.PodList)"
+        );
+        assert!(mismatch(one, Verb::Get, "*v1.Pod").is_none());
+        assert!(mismatch(list, Verb::List, "*v1.Pod").is_none());
+        assert!(mismatch(one, Verb::Watch, "*v1.Pod").is_none());
+        assert!(mismatch(list, Verb::Watch, "*v1.Pod").is_none());
     }
 
     #[test]

@@ -465,6 +465,26 @@ async fn metadata_only_responses_for_metadata_clients() {
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert_eq!(missing["kind"], "Status");
 
+    // The list kind for one object, or the object kind for a list: 406 as upstream.
+    let (code, status) = api.call_with_accept(&format!("{CMS}/m1"), many).await;
+    assert_eq!(code, StatusCode::NOT_ACCEPTABLE, "{status}");
+    assert_eq!(status["reason"], "NotAcceptable");
+    assert_eq!(
+        status["message"],
+        "you requested PartialObjectMetadataList, but the requested object is not a list (*v1.ConfigMap)"
+    );
+    let (code, status) = api.call_with_accept(CMS, one).await;
+    assert_eq!(code, StatusCode::NOT_ACCEPTABLE, "{status}");
+    assert_eq!(
+        status["message"],
+        "you requested PartialObjectMetadata, but the requested object is a list (*v1.ConfigMapList)"
+    );
+    // Plain JSON offered first wins over a metadata range after it.
+    let (code, whole) =
+        api.call_with_accept(&format!("{CMS}/m1"), &format!("application/json,{many}")).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(whole["kind"], "ConfigMap");
+
     let req = Request::builder()
         .uri(format!("{CMS}?watch=1"))
         .header("accept", one)

@@ -484,7 +484,7 @@ async fn write_tracked(
 ) -> ApiResult<Option<Value>> {
     let old = decode(kv)?;
     let mut merged = merge_for_update(ctx, &old, new);
-    super::defaults::normalize(ctx.resource.group, ctx.resource.kind, &mut merged);
+    super::defaults::on_write(ctx.resource.group, ctx.resource.kind, &mut merged);
     custom_defaults(ctx, &mut merged);
     if ctx.req.subresource.is_none() {
         let name = meta_str(&merged, "name").unwrap_or_default().to_owned();
