@@ -1,7 +1,16 @@
 //! `/metrics` in Prometheus text format, with upstream's names: request counts and latencies by
-//! verb, group, version, resource, subresource, scope and code, and the open watches.
+//! verb, group, version, resource, subresource, scope and code, the open watches, and the
+//! store's latencies by operation and resource (`etcd_request_duration_seconds`, whatever the
+//! backend) through [`MeteredStore`].
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use krust_store::{
+    LeaseId, RangeRequest, RangeResponse, Revision, Store, TxnOp, TxnRequest, TxnResponse,
+    WatchRequest, WatchStream,
+};
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +25,11 @@ const BUCKETS: &[f64] = &[
     0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0,
     10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
 ];
+/// Upstream's `etcd_request_duration_seconds` buckets.
+const STORE_BUCKETS: &[f64] = &[
+    0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0,
+    10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
+];
 const LABELS: &[&str] =
     &["verb", "group", "version", "resource", "subresource", "scope", "component", "code"];
 
@@ -25,6 +39,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     durations: HistogramVec,
     long_running: IntGaugeVec,
+    store: HistogramVec,
 }
 
 impl Metrics {
@@ -49,10 +64,19 @@ impl Metrics {
             ),
             &LABELS[..7],
         )?;
+        let store = HistogramVec::new(
+            HistogramOpts::new(
+                "etcd_request_duration_seconds",
+                "Etcd request latency in seconds for each operation and object type.",
+            )
+            .buckets(STORE_BUCKETS.to_vec()),
+            &["operation", "type"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(durations.clone()))?;
         registry.register(Box::new(long_running.clone()))?;
-        Ok(Self { registry, requests, durations, long_running })
+        registry.register(Box::new(store.clone()))?;
+        Ok(Self { registry, requests, durations, long_running, store })
     }
 
     fn labels<'a>(req: &'a ResourceRequest, verb: &'a str) -> [&'a str; 7] {
@@ -97,6 +121,104 @@ impl Metrics {
             Err(e) => crate::status::Status::internal(format!("cannot encode metrics: {e}"))
                 .into_response(),
         }
+    }
+}
+
+/// A store that times every call into `etcd_request_duration_seconds{operation, type}`:
+/// `operation` is get (one key), list (a range), txn, watch (opening it), compact or a lease
+/// call; `type` the resource the key belongs to (`pods`, `deployments.apps`).
+#[derive(Debug)]
+pub struct MeteredStore {
+    inner: Arc<dyn Store>,
+    latencies: HistogramVec,
+}
+
+impl MeteredStore {
+    pub fn new(inner: Arc<dyn Store>, metrics: &Metrics) -> Self {
+        Self { inner, latencies: metrics.store.clone() }
+    }
+
+    /// Runs one store call, recording how long it took.
+    async fn timed<T>(&self, operation: &str, key: &str, call: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let result = call.await;
+        self.latencies
+            .with_label_values(&[operation, &object_type(key)])
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+}
+
+/// The built-in API groups without a dot in their name (every other group has one).
+const UNDOTTED_GROUPS: &[&str] = &["apps", "autoscaling", "batch", "extensions", "policy"];
+
+/// The resource of a `/registry/[<group>/]<resource>/...` key as upstream names it
+/// (`pods`, `deployments.apps`); other keys as their second segment.
+fn object_type(key: &str) -> String {
+    let mut segments = key.trim_start_matches('/').split('/');
+    let _registry = segments.next();
+    match (segments.next(), segments.next()) {
+        (Some(group), Some(resource))
+            if group.contains('.') || UNDOTTED_GROUPS.contains(&group) =>
+        {
+            format!("{resource}.{group}")
+        }
+        (Some(resource), _) => resource.to_owned(),
+        (None, _) => String::new(),
+    }
+}
+
+#[async_trait]
+impl Store for MeteredStore {
+    async fn range(&self, req: RangeRequest) -> krust_store::Result<RangeResponse> {
+        let operation = if req.range_end.is_empty() { "get" } else { "list" };
+        let key = req.key.clone();
+        self.timed(operation, &key, self.inner.range(req)).await
+    }
+
+    async fn txn(&self, req: TxnRequest) -> krust_store::Result<TxnResponse> {
+        let key = req
+            .compare
+            .first()
+            .map(|c| c.key.clone())
+            .or_else(|| {
+                req.success.first().map(|op| match op {
+                    TxnOp::Put(put) => put.key.clone(),
+                    TxnOp::Delete(delete) => delete.key.clone(),
+                    TxnOp::Range(range) => range.key.clone(),
+                })
+            })
+            .unwrap_or_default();
+        self.timed("txn", &key, self.inner.txn(req)).await
+    }
+
+    async fn watch(&self, req: WatchRequest) -> krust_store::Result<WatchStream> {
+        let key = req.key.clone();
+        self.timed("watch", &key, self.inner.watch(req)).await
+    }
+
+    async fn compact(&self, revision: Revision) -> krust_store::Result<()> {
+        self.timed("compact", "", self.inner.compact(revision)).await
+    }
+
+    async fn lease_grant(&self, ttl: Duration) -> krust_store::Result<LeaseId> {
+        self.timed("lease_grant", "", self.inner.lease_grant(ttl)).await
+    }
+
+    async fn lease_revoke(&self, id: LeaseId) -> krust_store::Result<()> {
+        self.timed("lease_revoke", "", self.inner.lease_revoke(id)).await
+    }
+
+    async fn lease_keep_alive(&self, id: LeaseId) -> krust_store::Result<Duration> {
+        self.timed("lease_keep_alive", "", self.inner.lease_keep_alive(id)).await
+    }
+
+    async fn current_revision(&self) -> krust_store::Result<Revision> {
+        self.inner.current_revision().await
+    }
+
+    async fn shutdown(&self) -> krust_store::Result<()> {
+        self.inner.shutdown().await
     }
 }
 
@@ -151,5 +273,33 @@ mod tests {
         assert!(text.contains("apiserver_request_duration_seconds_bucket"), "{text}");
         assert!(text.contains("apiserver_longrunning_requests{") && text.contains("} 1"), "{text}");
         drop(guard);
+    }
+
+    #[tokio::test]
+    async fn the_store_is_timed_by_operation_and_resource() {
+        use krust_store::StoreExt as _;
+        let m = Metrics::new().expect("metrics");
+        let store = MeteredStore::new(
+            Arc::new(krust_store::MemoryStore::new(Default::default()).expect("store")),
+            &m,
+        );
+        store.create("/registry/pods/default/a", "{}".into(), 0).await.expect("create");
+        store.get("/registry/pods/default/a").await.expect("get");
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&m.registry.gather(), &mut out).expect("encode");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(
+            text.contains("etcd_request_duration_seconds_count{operation=\"txn\",type=\"pods\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("etcd_request_duration_seconds_count{operation=\"get\",type=\"pods\"} 1"),
+            "{text}"
+        );
+        assert_eq!(object_type("/registry/apps/deployments/ns/x"), "deployments.apps");
+        assert_eq!(
+            object_type("/registry/networking.k8s.io/ipaddresses/10.0.0.1"),
+            "ipaddresses.networking.k8s.io"
+        );
     }
 }

@@ -78,8 +78,13 @@ pub struct ApiState {
 
 impl ApiState {
     pub fn new(catalog: Catalog, store: Arc<dyn Store>, server_address: String) -> Self {
+        let metrics = crate::metrics::Metrics::new().ok();
+        let store: Arc<dyn Store> = match &metrics {
+            Some(metrics) => Arc::new(crate::metrics::MeteredStore::new(store, metrics)),
+            None => store,
+        };
         Self {
-            metrics: crate::metrics::Metrics::new().ok(),
+            metrics,
             caches: crate::watch_cache::WatchCaches::new(store.clone()),
             catalog: std::sync::RwLock::new(Arc::new(catalog)),
             crds: crate::crd::CustomResources::default(),
