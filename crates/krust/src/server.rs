@@ -119,7 +119,11 @@ async fn open_store(
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    let enabled = selected_controllers(&args.controllers)?;
+    // `--disable-controller-manager` runs none of them (the garbage collector included).
+    let enabled = match args.disable_controller_manager {
+        true => Vec::new(),
+        false => selected_controllers(&args.controllers)?,
+    };
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create --data-dir {}", args.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)
@@ -132,8 +136,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         bind_address: args.bind_address,
         secure_port: args.secure_port,
         store: store.clone(),
-        garbage_collector: !args.disable_controller_manager
-            && enabled.iter().any(|c| c == "garbagecollector"),
+        garbage_collector: enabled.iter().any(|c| c == "garbagecollector"),
     })
     .await?;
     println!("KUBECONFIG={} kubectl get nodes", apiserver.kubeconfig_path().display());
@@ -162,10 +165,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let token = shutdown.clone();
     let kubeconfig = apiserver_kubeconfig;
-    tasks.spawn(async move {
-        let client = kube_client(&kubeconfig, "kube-controller-manager").await?;
-        krust_controllers::run(client, controllers, token).await.context("controller manager")
-    });
+    if !args.disable_controller_manager {
+        tasks.spawn(async move {
+            let client = kube_client(&kubeconfig, "kube-controller-manager").await?;
+            krust_controllers::run(client, controllers, token).await.context("controller manager")
+        });
+    }
 
     // Manifests of <data-dir>/manifests, applied now and on change (k3s's auto-deploy).
     let (kubeconfig, manifests, token) =

@@ -81,5 +81,29 @@ fn metrics_count_requests_by_verb_resource_and_code() {
     assert_eq!(metrics.status, 200);
     assert!(metrics.body.contains(r#"apiserver_request_total{code="200",component="apiserver",group="",resource="configmaps",scope="namespace",subresource="",verb="LIST",version="v1"} 1"#), "{}", metrics.body);
     assert!(metrics.body.contains(r#"code="404""#), "{}", metrics.body);
+    // The store's latencies, by operation and resource (the watch cache lists every resource).
+    assert!(
+        metrics
+            .body
+            .contains(r#"etcd_request_duration_seconds_count{operation="list",type="configmaps"}"#),
+        "{}",
+        metrics.body
+    );
     assert_eq!(server.get_anonymous("/metrics").expect("anonymous").status, 401);
+}
+
+#[test]
+#[ignore = "end-to-end: needs scripts/clients.sh; run with --include-ignored"]
+fn disable_controller_manager_runs_no_controller() {
+    let server = KrustServer::start(env!("CARGO_BIN_EXE_krust"), &["--disable-controller-manager"])
+        .expect("server starts");
+    let out = server.kubectl("1.35").args(["create", "deployment", "idle", "--image=busybox"]);
+    assert_eq!(out.run().expect("create").trim(), "deployment.apps/idle created");
+    // With controllers a ReplicaSet appears within milliseconds; give them ample time to show.
+    std::thread::sleep(Duration::from_secs(2));
+    let sets = server.get("/apis/apps/v1/namespaces/default/replicasets").expect("list");
+    assert_eq!(sets.json().expect("json")["items"], serde_json::json!([]), "{}", sets.body);
+    let lease = server
+        .get("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-controller-manager");
+    assert_eq!(lease.expect("get").status, 404, "no controller manager took the lease");
 }

@@ -728,13 +728,15 @@ impl Controller {
                 );
             }
         }
+        // Upstream's counts are `omitempty`: a zero is not written.
+        let count = |n: i32| (n != 0).then_some(n);
         let status = DeploymentStatus {
             observed_generation: Some(generation),
-            replicas: Some(actual),
-            updated_replicas: Some(updated),
-            ready_replicas: Some(ready),
-            available_replicas: Some(available),
-            unavailable_replicas: Some((spec_total - available).max(0)),
+            replicas: count(actual),
+            updated_replicas: count(updated),
+            ready_replicas: count(ready),
+            available_replicas: count(available),
+            unavailable_replicas: count((spec_total - available).max(0)),
             collision_count: previous.collision_count,
             conditions: Some(conditions),
             terminating_replicas: None,

@@ -339,11 +339,10 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
             (vec!["--store".into(), "etcd".into(), "--etcd-servers".into(), url], Some(etcd))
         }
     };
-    // The API server alone: no controller writes to the Deployment while it is measured. An
-    // empty `--controllers` too, since `--disable-controller-manager` alone stops only the
-    // garbage collector today (the Deployment controller's status writes would move the
-    // resourceVersion under the no-change applies).
-    let mut server_args = vec!["--disable-controller-manager", "--controllers", ""];
+    // The API server alone: no controller writes to the Deployment while it is measured (the
+    // Deployment controller's status writes would move the resourceVersion under the
+    // no-change applies).
+    let mut server_args = vec!["--disable-controller-manager"];
     server_args.extend(store.iter().map(String::as_str));
     let server = super::spawn::spawn_server(Duration::from_secs(20), &server_args).await?;
     let client = crate::server::kube_client(&server.kubeconfig, "krust-bench").await?;
