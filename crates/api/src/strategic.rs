@@ -360,4 +360,159 @@ mod tests {
         assert!(apply(&mut v, &json!({"$patch": "explode"})).is_err());
         assert!(apply(&mut v, &json!([1])).is_err());
     }
+
+    mod properties {
+        use std::collections::BTreeMap;
+
+        use proptest::prelude::*;
+        use serde_json::{Map, Value, json};
+
+        use super::super::apply;
+
+        /// RFC 7386 merge patch, the reference strategic merge patch must agree with wherever
+        /// no list is involved.
+        fn merge_patch(target: &mut Value, patch: &Value) {
+            let Value::Object(patch) = patch else {
+                *target = patch.clone();
+                return;
+            };
+            if !target.is_object() {
+                *target = Value::Object(Map::new());
+            }
+            let Value::Object(map) = target else { return };
+            for (key, value) in patch {
+                if value.is_null() {
+                    map.remove(key);
+                } else {
+                    merge_patch(map.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+
+        /// Nested maps of scalars (no lists), keys that are never directives.
+        fn maps() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i32>().prop_map(Value::from),
+                "[a-z]{0,4}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop::collection::btree_map("[a-d]", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect()))
+            })
+        }
+
+        /// Containers with distinct names (the merge key), images from a small set.
+        fn containers() -> impl Strategy<Value = BTreeMap<String, String>> {
+            prop::collection::btree_map("[a-e]", "img[0-3]", 0..5)
+        }
+
+        fn pod(containers: &BTreeMap<String, String>) -> Value {
+            let list: Vec<Value> =
+                containers.iter().map(|(n, i)| json!({"name": n, "image": i})).collect();
+            json!({"spec": {"containers": list}})
+        }
+
+        fn any_json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                prop_oneof![
+                    Just("delete".to_owned()),
+                    Just("replace".to_owned()),
+                    Just("merge".to_owned()),
+                    "[a-z]{0,3}"
+                ]
+                .prop_map(Value::from),
+            ];
+            let key = prop_oneof![
+                Just("$patch".to_owned()),
+                Just("$retainKeys".to_owned()),
+                Just("$setElementOrder/containers".to_owned()),
+                Just("$deleteFromPrimitiveList/finalizers".to_owned()),
+                Just("containers".to_owned()),
+                Just("finalizers".to_owned()),
+                Just("name".to_owned()),
+                "[a-c]",
+            ];
+            leaf.prop_recursive(4, 48, 5, move |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map(key.clone(), inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn without_lists_it_is_a_merge_patch(original in maps(), patch in maps()) {
+                prop_assume!(original.is_object() && patch.is_object());
+                let mut strategic = original.clone();
+                apply(&mut strategic, &patch).expect("a plain map patch applies");
+                let mut merged = original;
+                merge_patch(&mut merged, &patch);
+                prop_assert_eq!(strategic, merged);
+            }
+
+            #[test]
+            fn merge_keyed_lists_keep_the_rest_and_take_the_patch(
+                original in containers(),
+                patch in containers(),
+            ) {
+                let mut out = pod(&original);
+                let body = pod(&patch);
+                apply(&mut out, &body).expect("applies");
+                let mut expected = original.clone();
+                expected.extend(patch.clone());
+                let got: BTreeMap<String, String> = out["spec"]["containers"]
+                    .as_array()
+                    .expect("a list")
+                    .iter()
+                    .map(|c| (c["name"].as_str().unwrap_or_default().to_owned(),
+                              c["image"].as_str().unwrap_or_default().to_owned()))
+                    .collect();
+                prop_assert_eq!(got, expected);
+                prop_assert_eq!(
+                    out["spec"]["containers"].as_array().map(Vec::len),
+                    Some(original.keys().chain(patch.keys()).collect::<std::collections::BTreeSet<_>>().len())
+                );
+                // Applying the same patch again changes nothing.
+                let once = out.clone();
+                apply(&mut out, &body).expect("applies again");
+                prop_assert_eq!(out, once);
+            }
+
+            #[test]
+            fn deleted_items_go_and_the_others_stay(
+                original in containers(),
+                doomed in prop::collection::btree_set("[a-e]", 0..3),
+            ) {
+                let mut out = pod(&original);
+                let list: Vec<Value> =
+                    doomed.iter().map(|n| json!({"name": n, "$patch": "delete"})).collect();
+                apply(&mut out, &json!({"spec": {"containers": list}})).expect("applies");
+                let names: Vec<&str> = out["spec"]["containers"]
+                    .as_array()
+                    .expect("a list")
+                    .iter()
+                    .filter_map(|c| c["name"].as_str())
+                    .collect();
+                let expected: Vec<&str> =
+                    original.keys().map(String::as_str).filter(|n| !doomed.contains(*n)).collect();
+                prop_assert_eq!(names, expected);
+            }
+
+            #[test]
+            fn any_patch_on_any_object_is_applied_or_refused(
+                original in any_json(),
+                patch in any_json(),
+            ) {
+                let mut out = original;
+                let _ = apply(&mut out, &patch);
+            }
+        }
+    }
 }
