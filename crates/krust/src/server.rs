@@ -49,6 +49,9 @@ pub struct ServerArgs {
     /// Run no controller manager (as k3s's flag; e.g. for scheduler benchmarks).
     #[arg(long)]
     disable_controller_manager: bool,
+    /// Run no scheduler (as k3s's flag; e.g. to measure the API server alone).
+    #[arg(long)]
+    disable_scheduler: bool,
     /// Run no local node (as k3s's flag): by default the server is also a node whose kubelet
     /// runs pods on containerd, with its state under `<data-dir>/agent`.
     #[arg(long)]
@@ -149,12 +152,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tasks.spawn(async move { Ok(apiserver.serve(token).await?) });
     // The scheduler is a client of the API like any other, over HTTPS with the admin identity.
     let token = shutdown.clone();
-    tasks.spawn(async move {
-        let client = kube_client(&kubeconfig, "kube-scheduler").await?;
-        krust_scheduler::run(client, krust_scheduler::Config::default(), token)
-            .await
-            .context("scheduler")
-    });
+    if !args.disable_scheduler {
+        tasks.spawn(async move {
+            let client = kube_client(&kubeconfig, "kube-scheduler").await?;
+            krust_scheduler::run(client, krust_scheduler::Config::default(), token)
+                .await
+                .context("scheduler")
+        });
+    }
     let controllers = krust_controllers::Config {
         controllers: enabled,
         cluster_cidr: Some(args.cluster_cidr),

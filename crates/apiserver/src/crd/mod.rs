@@ -105,8 +105,7 @@ pub async fn run(state: Arc<ApiState>, shutdown: CancellationToken) {
         return;
     };
     let Some(cache) = state.caches.get(&resource) else { return };
-    // Custom resources' merge shapes draw on the OpenAPI library: build it off the async threads.
-    let _ = tokio::task::spawn_blocking(crate::openapi::warm_library).await;
+    let mut warmed = false;
     let mut changes = cache.subscribe();
     // Loaded: the first snapshot is the whole truth.
     while !cache.wait_for(0, Duration::from_secs(5)).await {
@@ -121,6 +120,12 @@ pub async fn run(state: Arc<ApiState>, shutdown: CancellationToken) {
         let snapshot = cache.snapshot(CRD_PREFIX, &end, None, |_| true);
         let crds: Vec<Value> =
             snapshot.objects.iter().filter_map(|o| serde_json::from_slice(&o.bytes).ok()).collect();
+        // Custom resources' merge shapes draw on the OpenAPI library: build it off the async
+        // threads, once there is a CRD (a server without any never pays its memory).
+        if !warmed && !crds.is_empty() {
+            let _ = tokio::task::spawn_blocking(crate::openapi::warm_library).await;
+            warmed = true;
+        }
         let pending = sync(&state, &crds, &mut served).await;
         tokio::select! {
             () = shutdown.cancelled() => return,
