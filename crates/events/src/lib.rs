@@ -1,9 +1,14 @@
 //! core/v1 Events about the objects components act on (client-go's legacy event recorder, the
 //! one `kubectl describe` shows): written in the background so that a slow API server never
-//! stalls a controller, dropped when the buffer is full, and repeats of the same event folded
-//! into one with a growing `count` (upstream's event correlator).
+//! stalls a controller, dropped when the buffer is full, and passed through upstream's event
+//! correlator ([`correlator`]): repeats folded into one with a growing `count`, alike events
+//! combined, spam dropped.
 
-use std::collections::HashMap;
+pub mod correlator;
+
+use std::time::Instant;
+
+use correlator::{Correlator, Facts, Written};
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -48,9 +53,6 @@ pub struct EventRecorder {
     host: Option<std::sync::Arc<str>>,
 }
 
-/// How many distinct events the correlator remembers before it starts afresh.
-const CORRELATOR_CAPACITY: usize = 4096;
-
 impl EventRecorder {
     /// A recorder whose events say `component` is their source, and the task that writes them
     /// (it ends on `shutdown`).
@@ -61,13 +63,13 @@ impl EventRecorder {
     ) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let (tx, mut rx) = mpsc::channel::<Record>(1000);
         let task = async move {
-            let mut seen: HashMap<String, (String, String, i32)> = HashMap::new();
+            let mut correlator = Correlator::default();
             loop {
                 let record = tokio::select! {
                     _ = shutdown.cancelled() => return,
                     r = rx.recv() => match r { Some(r) => r, None => return },
                 };
-                write(&client, &mut seen, record).await;
+                write(&client, &mut correlator, record).await;
             }
         };
         (Self { tx, component: component.into(), host: None }, task)
@@ -131,34 +133,37 @@ pub fn object_reference<K: Resource<DynamicType = ()>>(object: &K) -> ObjectRefe
     }
 }
 
-async fn write(
-    client: &kube::Client,
-    seen: &mut HashMap<String, (String, String, i32)>,
-    record: Record,
-) {
+async fn write(client: &kube::Client, correlator: &mut Correlator, record: Record) {
     let component = &*record.component;
     let o = &record.object;
     let namespace =
         o.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "default".into());
-    let correlation = format!(
-        "{component}\0{}\0{}\0{}\0{}\0{}\0{}\0{}",
-        o.kind.as_deref().unwrap_or_default(),
-        namespace,
-        o.name.as_deref().unwrap_or_default(),
-        o.uid.as_deref().unwrap_or_default(),
-        record.event_type.as_str(),
-        record.reason,
-        record.message
-    );
-    let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
+    let facts = Facts {
+        component,
+        host: record.host.as_deref().unwrap_or_default(),
+        kind: o.kind.as_deref().unwrap_or_default(),
+        namespace: &namespace,
+        name: o.name.as_deref().unwrap_or_default(),
+        uid: o.uid.as_deref().unwrap_or_default(),
+        api_version: o.api_version.as_deref().unwrap_or_default(),
+        event_type: record.event_type.as_str(),
+        reason: &record.reason,
+        message: &record.message,
+    };
+    let Some(decision) = correlator.correlate(&facts, Instant::now()) else {
+        tracing::debug!(reason = %record.reason, "event dropped by the spam filter");
+        return;
+    };
     let now = Time(Timestamp::now());
-    if let Some((ns, name, count)) = seen.get(&correlation).cloned() {
-        let patch = json!({"count": count + 1, "lastTimestamp": now});
-        let api: Api<Event> = Api::namespaced(client.clone(), &ns);
-        if api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.is_ok() {
-            seen.insert(correlation, (ns, name, count + 1));
+    if let Some(written) = decision.repeats {
+        let count = written.count + 1;
+        let patch = json!({"count": count, "lastTimestamp": now, "message": decision.message});
+        let api: Api<Event> = Api::namespaced(client.clone(), &written.namespace);
+        if api.patch(&written.name, &PatchParams::default(), &Patch::Merge(&patch)).await.is_ok() {
+            correlator.written(decision.key, Written { count, ..written });
             return;
         }
+        // Gone (expired or deleted): written anew below.
     }
     let name =
         format!("{}.{:x}", o.name.as_deref().unwrap_or_default(), Timestamp::now().as_nanosecond());
@@ -170,7 +175,7 @@ async fn write(
         },
         involved_object: record.object.clone(),
         reason: Some(record.reason),
-        message: Some(record.message),
+        message: Some(decision.message),
         type_: Some(record.event_type.as_str().into()),
         source: Some(EventSource {
             component: Some(component.to_owned()),
@@ -183,13 +188,9 @@ async fn write(
         count: Some(1),
         ..Default::default()
     };
+    let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
     match api.create(&PostParams::default(), &event).await {
-        Ok(_) => {
-            if seen.len() >= CORRELATOR_CAPACITY {
-                seen.clear();
-            }
-            seen.insert(correlation, (namespace, name, 1));
-        }
+        Ok(_) => correlator.written(decision.key, Written { namespace, name, count: 1 }),
         Err(e) => tracing::debug!(error = %e, "cannot record event"),
     }
 }

@@ -151,6 +151,30 @@ fn replica_set_converges_replaces_adopts_and_releases() {
     {
         assert!(describe.contains(expected), "describe shows {expected}:\n{describe}");
     }
+
+    // Alike events (same reason, other messages) are combined from the tenth on, as upstream's
+    // event correlator does: the later creations bump one combined event.
+    server
+        .kubectl(KUBECTL)
+        .args(["scale", "rs", "frontend", "--replicas", "15"])
+        .run()
+        .expect("scale");
+    wait_pod_count(&server, "tier=frontend", 15);
+    let combined = wait_for(&server, "a combined SuccessfulCreate event", || {
+        let events = server
+            .get_json(KUBECTL, &["get", "events", "--field-selector", "reason=SuccessfulCreate"])
+            .expect("kubectl get events");
+        events["items"]
+            .as_array()?
+            .iter()
+            .find(|e| {
+                e["message"].as_str().is_some_and(|m| {
+                    m.starts_with("(combined from similar events): Created pod: frontend-")
+                }) && e["count"].as_i64().is_some_and(|c| c >= 2)
+            })
+            .cloned()
+    });
+    assert_eq!(combined["source"]["component"], "replicaset-controller", "{combined}");
 }
 
 #[test]
