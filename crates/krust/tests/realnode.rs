@@ -450,6 +450,22 @@ fn pods_run_for_real_on_containerd() {
     assert!(summary["memory"]["workingSetBytes"].as_u64().is_some_and(|b| b > 0), "{summary}");
     assert_eq!(summary["containers"][0]["name"], "c", "{summary}");
 
+    // kubectl top: the metrics API computed from the kubelet's summaries.
+    let top = server.kubectl(KUBECTL).args(["top", "node"]).run().expect("kubectl top node");
+    let header: Vec<&str> = top.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"], "{top}");
+    let row: Vec<&str> = top.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+    assert_eq!(row.first(), Some(&"node-1"), "{top}");
+    assert!(row.get(3).is_some_and(|m| m.ends_with("Mi")), "{top}");
+    let top = server
+        .kubectl(KUBECTL)
+        .args(["top", "pod", "talker", "--containers"])
+        .run()
+        .expect("kubectl top pod");
+    let row: Vec<&str> = top.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+    assert_eq!(row.get(..2), Some(&["talker", "c"][..]), "{top}");
+    assert!(row.get(2).is_some_and(|cpu| cpu.ends_with('m')), "{top}");
+
     // attach: the running container's output, live.
     let attached = stream_lines(&server, &["attach", "talker"], "tick", Duration::from_secs(30));
     assert!(attached.lines().any(|l| l.starts_with("tick ")), "{attached}");

@@ -121,3 +121,30 @@ pub fn usage(cgroup: &str) -> Usage {
         cpu_nanoseconds: cpu,
     }
 }
+
+/// The machine's CPU time in nanoseconds (every CPU, idle and iowait excluded), from the first
+/// line of `/proc/stat`: what upstream's summary reports as the node's `usageCoreNanoSeconds`.
+pub fn node_cpu_nanoseconds() -> Option<u64> {
+    node_cpu_from_stat(&read(PathBuf::from("/proc/stat"))?)
+}
+
+/// `/proc/stat`'s `cpu` line in nanoseconds (its unit is USER_HZ, 100 per second on Linux).
+fn node_cpu_from_stat(stat: &str) -> Option<u64> {
+    const NANOS_PER_TICK: u64 = 10_000_000;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line.split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal [guest guest_nice] (guest time is in user).
+    let busy: u64 =
+        ticks.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, t)| t).sum();
+    Some(busy * NANOS_PER_TICK)
+}
+
+#[cfg(test)]
+mod node_cpu_tests {
+    #[test]
+    fn node_cpu_is_the_busy_ticks_of_proc_stat() {
+        let stat = "cpu  100 5 50 9000 20 3 2 1 0 0\ncpu0 50 2 25 4500 10 1 1 0 0 0\n";
+        assert_eq!(super::node_cpu_from_stat(stat), Some((100 + 5 + 50 + 3 + 2 + 1) * 10_000_000));
+        assert!(super::node_cpu_nanoseconds().is_some_and(|n| n > 0));
+    }
+}

@@ -388,6 +388,7 @@ async fn summary(node: &Node) -> Response<Body> {
     let body = serde_json::json!({
         "node": {
             "nodeName": node.node_name,
+            "cpu": {"time": now, "usageCoreNanoSeconds": crate::cgroups::node_cpu_nanoseconds()},
             "memory": {
                 "time": now,
                 "availableBytes": available,

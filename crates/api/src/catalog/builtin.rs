@@ -505,10 +505,21 @@ fn legacy() -> Vec<Resource> {
     ]
 }
 
+/// The resource metrics API metrics-server serves upstream (an aggregated API, listed after the
+/// built-in groups): computed from the kubelets on each read, never stored or watched.
+fn metrics() -> Vec<Resource> {
+    const METRICS: &str = "metrics.k8s.io";
+    vec![
+        Resource { verbs: GET_LIST, ..cluster(METRICS, "v1beta1", "NodeMetrics", "nodes", "node") },
+        Resource { verbs: GET_LIST, ..namespaced(METRICS, "v1beta1", "PodMetrics", "pods", "pod") },
+    ]
+}
+
 pub(super) fn resources() -> Vec<Resource> {
     let mut all = core();
     all.extend(apps());
     all.extend(groups());
+    all.extend(metrics());
     all.extend(legacy());
     all
 }

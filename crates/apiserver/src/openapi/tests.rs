@@ -15,7 +15,9 @@ fn document(spec: &Spec, key: &str) -> Value {
 
 #[test]
 fn every_catalog_kind_has_a_schema() {
-    for r in Catalog::builtin().resources() {
+    // metrics-server's kinds have no k8s-openapi type (upstream documents them in its own
+    // aggregated server); their paths are listed without schemas.
+    for r in Catalog::builtin().resources().iter().filter(|r| r.group != "metrics.k8s.io") {
         assert!(
             kinds::lookup(r.group, r.version, r.kind).is_some(),
             "{}/{} {}",

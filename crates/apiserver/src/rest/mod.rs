@@ -10,6 +10,7 @@ mod defaults;
 mod field_validation;
 mod legacy;
 mod managed_fields;
+mod metrics_api;
 mod node_proxy;
 mod object;
 mod params;
@@ -74,6 +75,8 @@ pub struct ApiState {
     /// How `pods/log` reaches kubelets (none: such requests fail with 503).
     pub kubelet_client: Option<node_proxy::KubeletClient>,
     event_lease: tokio::sync::Mutex<Option<(krust_store::LeaseId, Instant)>>,
+    /// The kubelets' previous samples, for the metrics API's CPU rates.
+    pub(crate) metric_samples: metrics_api::Samples,
 }
 
 impl ApiState {
@@ -94,6 +97,7 @@ impl ApiState {
             service_cidr: allocate::DEFAULT_SERVICE_CIDR,
             kubelet_client: None,
             event_lease: tokio::sync::Mutex::new(None),
+            metric_samples: metrics_api::Samples::default(),
         }
     }
 
@@ -288,6 +292,10 @@ async fn serve_ctx(ctx: &Ctx<'_>, body: Body) -> ApiResult {
     }
     if ctx.req.subresource.is_none() && !ctx.resource.has_verb(ctx.req.verb.as_str()) {
         return Err(Status::method_not_allowed());
+    }
+    // Resource metrics are computed from the kubelets (metrics-server's API upstream).
+    if ctx.resource.group == "metrics.k8s.io" && matches!(ctx.req.verb, Verb::Get | Verb::List) {
+        return metrics_api::get_or_list(ctx).await;
     }
     // Component statuses are computed, not stored.
     if ctx.resource.group.is_empty()

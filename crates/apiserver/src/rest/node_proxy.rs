@@ -126,7 +126,7 @@ impl KubeletClient {
     }
 
     /// `GET https://<address>:<port><path_and_query>`, the response streamed.
-    async fn get(
+    pub(super) async fn get(
         &self,
         address: &str,
         port: u16,
@@ -234,7 +234,7 @@ async fn kubelet_of<'a>(
 }
 
 /// The kubelet of `node`: the client to reach it, its address and port.
-fn kubelet_endpoint<'a>(
+pub(super) fn kubelet_endpoint<'a>(
     ctx: &'a Ctx<'_>,
     node: &Value,
     node_name: &str,
