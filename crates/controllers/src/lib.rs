@@ -24,6 +24,7 @@ mod podgc;
 pub mod pods;
 mod queue;
 mod replicaset;
+mod rootcacert;
 mod serviceaccount;
 mod tainteviction;
 
@@ -89,6 +90,9 @@ pub struct Config {
     pub terminated_pod_gc_threshold: usize,
     /// How often the pod garbage collector runs (upstream's `gcCheckPeriod`, 20 s).
     pub pod_gc_period: Duration,
+    /// The cluster's CA bundle (PEM) the root CA publisher puts in every namespace's
+    /// `kube-root-ca.crt`; `None` publishes nothing.
+    pub root_ca: Option<String>,
 }
 
 impl Default for Config {
@@ -107,6 +111,7 @@ impl Default for Config {
             node_monitor_period: Duration::from_secs(5),
             terminated_pod_gc_threshold: 12_500,
             pod_gc_period: Duration::from_secs(20),
+            root_ca: None,
         }
     }
 }
@@ -139,6 +144,7 @@ const CONTROLLERS: &[(&str, Start)] = &[
     ("endpoint", endpoints::start_endpoints),
     ("endpointslice", endpoints::start_slices),
     ("serviceaccount", serviceaccount::start),
+    ("root-ca-cert-publisher", rootcacert::start),
     ("garbagecollector", garbagecollector::start),
     ("namespace", namespace::start),
     ("nodeipam", nodeipam::start),

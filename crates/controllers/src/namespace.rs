@@ -307,6 +307,12 @@ fn conditions(
     vec![discovery, parsing, content, objects, finalizers]
 }
 
+/// Whether a namespace takes new objects: not deleted, not `Terminating`.
+pub(crate) fn is_active(ns: &k8s_openapi::api::core::v1::Namespace) -> bool {
+    ns.metadata.deletion_timestamp.is_none()
+        && ns.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Terminating")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

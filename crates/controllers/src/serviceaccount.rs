@@ -58,8 +58,7 @@ pub(crate) fn start(ctx: &Context, tasks: &mut JoinSet<Result<()>>) {
 impl Controller {
     async fn sync(&self, key: &ObjectKey) -> Result<()> {
         let Some(ns) = self.namespaces.get(key) else { return Ok(()) };
-        let active = ns.metadata.deletion_timestamp.is_none()
-            && ns.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Terminating");
+        let active = crate::namespace::is_active(&ns);
         if !active || self.accounts.get(&ObjectKey::namespaced(&key.name, DEFAULT)).is_some() {
             return Ok(());
         }

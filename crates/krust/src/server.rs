@@ -166,6 +166,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         node_cidr_mask_size: args.node_cidr_mask_size,
         node_monitor_grace_period: args.node_monitor_grace_period,
         terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
+        root_ca: std::fs::read_to_string(data_dir.join("pki").join("ca.crt")).ok(),
         ..krust_controllers::Config::default()
     };
     let token = shutdown.clone();

@@ -223,3 +223,47 @@ fn new_namespaces_get_a_default_service_account_back_when_deleted() {
         sa().filter(|s| s.trim() == "serviceaccount/default")
     });
 }
+
+#[test]
+#[ignore = "end-to-end: real krust server and kubectl"]
+fn every_namespace_gets_the_cluster_ca_in_kube_root_ca_crt() {
+    let server = KrustServer::start(env!("CARGO_BIN_EXE_krust"), &[]).expect("server starts");
+    let ca = std::fs::read_to_string(server.data_dir().join("pki/ca.crt")).expect("the cluster CA");
+    kubectl(&server, &["create", "namespace", "team-b"]);
+    let bundle = |ns: &str| {
+        let map =
+            server.get_json(KUBECTL, &["get", "configmap", "kube-root-ca.crt", "-n", ns]).ok()?;
+        map["data"]["ca.crt"].as_str().map(str::to_owned)
+    };
+    for ns in ["default", "kube-system", "team-b"] {
+        let published = server.wait_for(DEADLINE, "kube-root-ca.crt", || bundle(ns));
+        assert_eq!(published, ca, "{ns}");
+    }
+    // Changed or deleted, it is set right again.
+    kubectl(
+        &server,
+        &[
+            "patch",
+            "configmap",
+            "kube-root-ca.crt",
+            "-n",
+            "team-b",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"data":{"ca.crt":"tampered"}}"#,
+        ],
+    );
+    server.wait_for(DEADLINE, "the bundle restored", || bundle("team-b").filter(|b| *b == ca));
+    kubectl(&server, &["delete", "configmap", "kube-root-ca.crt", "-n", "team-b"]);
+    server.wait_for(DEADLINE, "the ConfigMap back", || bundle("team-b").filter(|b| *b == ca));
+    let map = server
+        .get_json(KUBECTL, &["get", "configmap", "kube-root-ca.crt", "-n", "team-b"])
+        .expect("get");
+    assert!(
+        map["metadata"]["annotations"]["kubernetes.io/description"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("Contains a CA bundle")),
+        "{map}"
+    );
+}
