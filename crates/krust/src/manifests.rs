@@ -17,15 +17,28 @@ use tokio_util::sync::CancellationToken;
 const FIELD_MANAGER: &str = "krust-deploy";
 const PERIOD: Duration = Duration::from_secs(10);
 
-/// Applies the directory's manifests now and on every change until `stop`.
-pub async fn run(client: kube::Client, dir: PathBuf, stop: CancellationToken) {
+/// Applies the directory's manifests now and on every change until `stop`. The API client
+/// (from `kubeconfig`) is made when there is a first file to apply: a server without manifests
+/// never carries one.
+pub async fn run(kubeconfig: PathBuf, dir: PathBuf, stop: CancellationToken) {
     let mut applied: HashMap<PathBuf, SystemTime> = HashMap::new();
+    let mut client: Option<kube::Client> = None;
     loop {
         for (path, modified) in files(&dir) {
             if applied.get(&path) == Some(&modified) {
                 continue;
             }
-            match apply_file(&client, &path).await {
+            let client = match &client {
+                Some(client) => client,
+                None => match crate::server::kube_client(&kubeconfig, FIELD_MANAGER).await {
+                    Ok(made) => client.insert(made),
+                    Err(e) => {
+                        tracing::warn!(error = format!("{e:#}"), "no API client for the manifests");
+                        break;
+                    }
+                },
+            };
+            match apply_file(client, &path).await {
                 Ok(count) => {
                     tracing::info!(file = %path.display(), objects = count, "manifest applied");
                     applied.insert(path, modified);

@@ -182,8 +182,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (kubeconfig, manifests, token) =
         (apiserver_kubeconfig_for_node.clone(), data_dir.join("manifests"), shutdown.clone());
     tasks.spawn(async move {
-        let client = kube_client(&kubeconfig, "krust-deploy").await?;
-        crate::manifests::run(client, manifests, token).await;
+        crate::manifests::run(kubeconfig, manifests, token).await;
         Ok(())
     });
     if !args.disable_agent {

@@ -107,3 +107,27 @@ fn disable_controller_manager_runs_no_controller() {
         .get("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-controller-manager");
     assert_eq!(lease.expect("get").status, 404, "no controller manager took the lease");
 }
+
+#[test]
+#[ignore = "end-to-end: waits for the manifests directory's rescan"]
+fn manifests_in_the_data_dir_are_applied() {
+    let server = start();
+    let dir = server.data_dir().join("manifests");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: deployed\n  namespace: default\ndata:\n  k: v\n",
+    )
+    .expect("write");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let map = loop {
+        let got = server.get("/api/v1/namespaces/default/configmaps/deployed").expect("get");
+        if got.status == 200 {
+            break got.json().expect("json");
+        }
+        assert!(std::time::Instant::now() < deadline, "the manifest was never applied");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(map["data"]["k"], "v");
+    assert_eq!(map["metadata"]["managedFields"][0]["manager"], "krust-deploy", "{map}");
+}
