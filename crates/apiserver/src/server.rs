@@ -169,14 +169,9 @@ impl ApiServer {
         let mut connections = JoinSet::new();
         health.set_ready(true);
         info!(addr = ?listener.local_addr().ok(), "API server serving");
-        // Field validation needs the schemas on the first write; build them now, off the
-        // request path.
+        // Field validation's schemas are built by the first write that needs them (off the
+        // async threads, ~0.1 s): an idle server does not carry them.
         let crds = tokio::spawn(crate::crd::run(api.clone(), shutdown.clone()));
-        let warm = tokio::spawn(async {
-            if let Err(status) = crate::openapi::field_schemas().await {
-                warn!(error = ?status, "field schemas unavailable");
-            }
-        });
 
         loop {
             tokio::select! {
@@ -223,7 +218,6 @@ impl ApiServer {
         }
 
         health.set_ready(false);
-        warm.abort();
         crds.abort();
         drop(listener);
         info!("API server draining connections");
