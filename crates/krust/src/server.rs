@@ -52,9 +52,9 @@ pub struct ServerArgs {
     /// Run no scheduler (as k3s's flag; e.g. to measure the API server alone).
     #[arg(long)]
     disable_scheduler: bool,
-    /// Run no local node (as k3s's flag): by default the server is also a node whose kubelet
-    /// runs pods on containerd, with its state under `<data-dir>/agent`.
-    #[arg(long)]
+    /// Run no local node (as k3s's flag; `--no-agent` is the same): by default the server is
+    /// also a node whose kubelet runs pods on containerd, with its state under `<data-dir>/agent`.
+    #[arg(long, visible_alias = "no-agent")]
     disable_agent: bool,
     #[command(flatten)]
     node: crate::agent::NodeArgs,
@@ -263,6 +263,21 @@ mod tests {
 
     fn select(items: &[&str]) -> anyhow::Result<Vec<String>> {
         selected_controllers(&items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn no_agent_is_the_contract_name_of_disable_agent() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            server: ServerArgs,
+        }
+        for flag in ["--no-agent", "--disable-agent"] {
+            let cli = Cli::try_parse_from(["krust", flag]).expect("parses");
+            assert!(cli.server.disable_agent, "{flag}");
+        }
+        assert!(!Cli::try_parse_from(["krust"]).expect("parses").server.disable_agent);
     }
 
     #[test]
